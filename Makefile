@@ -1,0 +1,73 @@
+# Video-text retrieval: `make pretrain`, `make finetune DATASET=msrvtt`, `make test`.
+# Targets build the project's own .venv from requirements.txt when needed;
+# `make PYTHON=python3 ...` uses an existing interpreter instead (nothing is installed then).
+
+SHELL := /bin/bash
+VENV ?= .venv
+ifdef PYTHON
+PY := $(PYTHON)
+ENV_STAMP :=
+else
+PY := $(VENV)/bin/python
+ENV_STAMP := $(VENV)/.installed
+endif
+
+EXP ?= demo
+DATASET ?= msrvtt
+DATA_ROOT ?= data/demo
+DEMO_ROOT := data/demo
+CKPT ?=
+RESUME ?=
+ARGS ?=
+PORT ?= 6006
+
+# The demo corpus is generated on first use; a real DATA_ROOT is read as it is.
+DATA_DEP := $(if $(filter $(DEMO_ROOT),$(DATA_ROOT)),$(DEMO_ROOT)/DONE,)
+RUN_ARGS = data.root=$(DATA_ROOT) $(if $(RESUME),resume=$(RESUME),) $(ARGS)
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow demo-data pretrain finetune evaluate tensorboard bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(ENV_STAMP) ## build .venv (pinned requirements.txt) and install the project in editable mode
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+test: $(ENV_STAMP) ## run the fast test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-slow: $(ENV_STAMP) ## run the slow tests too (end-to-end training, multi-process)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+demo-data: $(DEMO_ROOT)/DONE ## generate the synthetic demo corpus in data/demo
+
+$(DEMO_ROOT)/DONE: | $(ENV_STAMP)
+	$(PY) -m vtr demo-data --root $(DEMO_ROOT)
+
+pretrain: $(ENV_STAMP) $(DATA_DEP) ## pre-train (EXP=demo | miles_webvid_cc3m | frozen_webvid_cc3m), then test zero-shot
+	$(PY) -m vtr pretrain -c experiments/pretrain/$(EXP).yaml $(RUN_ARGS)
+
+finetune: $(ENV_STAMP) $(DATA_DEP) ## fine-tune DATASET= from CKPT= (default: latest demo pre-training), then test
+	$(PY) -m vtr finetune -c experiments/finetune/$(DATASET)$(if $(filter-out demo,$(EXP)),_$(EXP),).yaml \
+		init_from=$(or $(CKPT),$(shell ls -t checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
+
+evaluate: $(ENV_STAMP) $(DATA_DEP) ## evaluate CKPT= on DATASET=, print the recall table, write metrics.json
+	$(PY) -m vtr evaluate -c experiments/finetune/$(DATASET).yaml \
+		init_from=$(or $(CKPT),$(shell ls -t checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
+
+tensorboard: $(ENV_STAMP) ## serve the TensorBoard logs under checkpoints/ on 127.0.0.1:$(PORT)
+	$(PY) -m tensorboard.main --logdir checkpoints --host 127.0.0.1 --port $(PORT)
+
+bench: $(ENV_STAMP) $(DEMO_ROOT)/DONE ## run every benchmark (tables printed, JSON in benchmarks/results/)
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+clean: ## remove caches (keeps .venv, data and checkpoints)
+	rm -rf .pytest_cache build *.egg-info src/*.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

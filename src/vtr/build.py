@@ -1,0 +1,107 @@
+"""The one place where a validated config becomes objects, and a run is carried out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer
+
+from data_modules.datamodule import RetrievalDataModule
+
+from .callbacks.retrieval_eval import RetrievalEvaluator
+from .callbacks.snapshot_ema import SnapshotEMA
+from .config import ConfigError, resolve_run_dir
+from .modules.retrieval import VideoTextModule
+from .report import print_report
+from .weights import fit_temporal_embed, load_checked, load_image_vit, read_state_dict
+
+_OPTIONAL_PARTS = ("snapshot.", "mvm_head.", "mascot.")
+
+
+def check_data(cfg: DictConfig) -> None:
+    """Fail before any work if a named dataset has no folder under ``data.root``."""
+    root = Path(cfg.data.root)
+    names = cfg.data.val + cfg.data.test + ([] if cfg.task == "evaluate" else cfg.data.train)
+    for name in dict.fromkeys(names):
+        if not (root / name).is_dir():
+            raise ConfigError(
+                f"config key 'data.root': dataset '{name}' expected in folder {root / name}, which does not exist"
+            )
+
+
+def build_datamodule(cfg: DictConfig) -> RetrievalDataModule:
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.text.name_or_path)
+    return RetrievalDataModule(cfg.data, tokenizer)
+
+
+def build_module(cfg: DictConfig) -> VideoTextModule:
+    module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.init_from:
+        state = read_state_dict(cfg.init_from)
+        for key in ("model.video.temporal_embed", "snapshot.temporal_embed"):
+            fit_temporal_embed(state, key, module.model.video.num_frames)
+        missing = load_checked(module, state, cfg.init_from, may_miss=_OPTIONAL_PARTS, may_ignore=_OPTIONAL_PARTS)
+        if any(k.startswith("snapshot.") for k in missing):
+            module.reset_snapshot()
+    elif cfg.model.video.pretrained and not cfg.resume:
+        load_image_vit(module.model.video, cfg.model.video.pretrained)
+        module.reset_snapshot()
+    return module
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
+    evaluator = RetrievalEvaluator(output=run_dir / "metrics.json")
+    callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step")]
+    if cfg.data.val:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best",
+                monitor=f"val/{cfg.data.val[0]}/t2v_R1",
+                mode="max",
+                save_last=True,
+                enable_version_counter=False,
+            )
+        )
+    if cfg.model.mvm.enabled:
+        callbacks.append(SnapshotEMA(cfg.model.mvm.ema_momentum, cfg.model.mvm.ema_schedule))
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar())
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer), default_root_dir=str(run_dir), logger=logger, callbacks=callbacks)
+    return trainer, evaluator
+
+
+def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """An explicit ``resume``, else the newest checkpoint this run folder already holds (a
+    requeued SLURM job, or the same ``version`` started again)."""
+    if cfg.resume:
+        return cfg.resume
+    found = list(run_dir.glob("hpc_ckpt_*.ckpt")) + list((run_dir / "checkpoints").glob("last.ckpt"))
+    return str(max(found, key=os.path.getmtime)) if found else None
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (pretrain / finetune) then test the best checkpoint, or only test (evaluate)."""
+    check_data(cfg)
+    run_dir = resolve_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    trainer, evaluator = build_trainer(cfg, run_dir)
+    if cfg.task != "evaluate":
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, run_dir))
+    if cfg.data.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    if trainer.is_global_zero:
+        print_report(evaluator.results, module.skipped, run_dir)
+    return evaluator.results

@@ -1,0 +1,45 @@
+"""Keeps the MILES snapshot encoder an exponential moving average of the online video encoder.
+
+The update runs once per optimizer step (not per micro-batch under gradient accumulation):
+``snapshot = m * snapshot + (1 - m) * online``, parameter by parameter, in place, so it works
+the same on replicated (DDP) and sharded (FSDP2) parameters and every rank stays identical.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def ema_update(snapshot: nn.Module, online: nn.Module, momentum: float) -> None:
+    for s, o in zip(snapshot.parameters(), online.parameters(), strict=True):
+        s.lerp_(o.detach(), 1.0 - momentum)
+
+
+def momentum_at(base: float, schedule: str, step: int, total: int) -> float:
+    """Constant, or cosine from ``base`` at step 0 to 1.0 at the last step (BYOL's schedule)."""
+    if schedule == "constant" or total <= 0:
+        return base
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total) / total) + 1) / 2
+
+
+class SnapshotEMA(L.Callback):
+    def __init__(self, momentum: float, schedule: str = "constant") -> None:
+        self.momentum = momentum
+        self.schedule = schedule
+        self._last_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step == self._last_step:  # accumulating: no optimizer step yet
+            return
+        self._last_step = trainer.global_step
+        m = momentum_at(self.momentum, self.schedule, trainer.global_step, int(trainer.estimated_stepping_batches))
+        ema_update(pl_module.snapshot, pl_module.model.video, m)
+        pl_module.log("train/ema_momentum", m, batch_size=1)

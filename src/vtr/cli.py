@@ -1,0 +1,47 @@
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data}``: argument parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command, text in (
+        ("pretrain", "pre-train a dual encoder (contrastive, MILES)"),
+        ("finetune", "fine-tune on a retrieval dataset"),
+        ("evaluate", "evaluate a checkpoint (init_from=...) on the test split"),
+    ):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("-c", "--config", type=Path, help="YAML under experiments/")
+        p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=200")
+    demo = sub.add_parser("demo-data", help="write the synthetic demo corpus in the official layouts")
+    demo.add_argument("--root", type=Path, default=Path("data/demo"))
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--tiny", action="store_true", help="a few clips per dataset (tests)")
+    demo.add_argument("--workers", type=int, default=2)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo-data":
+            from data_modules.demo import DemoSizes, generate_demo_corpus
+
+            sizes = DemoSizes.tiny() if args.tiny else DemoSizes()
+            generate_demo_corpus(args.root, seed=args.seed, sizes=sizes, workers=args.workers)
+            return 0
+        cfg = load_config(args.config, [f"task={args.command}", *args.overrides])
+        from .build import run
+
+        run(cfg)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,245 @@
+"""Structured run configuration.
+
+Every knob of a run lives in one dataclass tree. The YAML files in ``experiments/`` and the
+``key=value`` overrides on the command line are merged onto it by OmegaConf, which rejects
+unknown keys and wrong types with the offending key in the message. The defaults are the
+paper-scale recipe (ViT-B/16, DistilBERT, 4 frames at 224 px); the demo YAMLs shrink them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key or file at fault."""
+
+
+@dataclass
+class VideoEncoderConfig:
+    img_size: int = 224
+    patch_size: int = 16
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    num_frames: int = 4  # temporal embeddings learned; more frames at run time are interpolated
+    drop_path_rate: float = 0.0
+    # timm model name (ImageNet weights from the hub) or a local state-dict file; null = random init
+    pretrained: Optional[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class TextEncoderConfig:
+    # Hugging Face model name or local folder; the tokenizer is always read from here
+    name_or_path: str = "distilbert-base-uncased"
+    pretrained: bool = True  # false: random init of a `model_type` encoder of the size below
+    model_type: str = "bert"
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+    grad_checkpointing: bool = False
+
+
+@dataclass
+class MVMConfig:
+    """MILES masked visual modeling (REFERENCE.md section 2; unconfirmed parts are our defaults)."""
+
+    enabled: bool = False
+    mask_type: str = "blockwise"  # random | tube | blockwise
+    mask_ratio: float = 0.5
+    ema_momentum: float = 0.999
+    ema_schedule: str = "constant"  # constant | cosine (momentum -> 1.0 over training)
+    target: str = "tokens"  # tokens: layer-normed last-layer patch tokens | joint: projected to the joint space
+    head: str = "linear"  # linear | mlp
+    loss: str = "mse"  # mse | smooth_l1 | cosine
+    weight: float = 1.0
+    start_step: int = 0
+
+
+@dataclass
+class MascotConfig:
+    """MASCOT, reconstructed from the paper's abstract (REFERENCE.md section 3)."""
+
+    enabled: bool = False
+    masking: str = "attention"  # attention | random
+    rho: float = 0.5  # fraction of patches called high-informed
+    mask_ratio: float = 0.5
+    decoder_depth: int = 1
+    decoder_heads: int = 8
+    text_context: bool = True
+    reconstruct_low: bool = False  # ablation: also reconstruct low-informed masked patches
+    dual_mask: bool = True
+    completion_weight: float = 1.0
+    dual_contrastive_weight: float = 1.0
+    consistency: str = "sym_kl"  # sym_kl | none
+    consistency_weight: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    video: VideoEncoderConfig = field(default_factory=VideoEncoderConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    embed_dim: int = 256
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    max_logit_scale: float = 100.0
+    mvm: MVMConfig = field(default_factory=MVMConfig)
+    mascot: MascotConfig = field(default_factory=MascotConfig)
+
+
+@dataclass
+class DataConfig:
+    """Datasets are named; each is read from ``{root}/{name}/`` in its official layout."""
+
+    root: str = "data/demo"
+    train: list[str] = field(default_factory=lambda: ["webvid", "cc3m"])
+    val: list[str] = field(default_factory=lambda: ["webvid", "msrvtt"])  # the first selects checkpoints
+    test: list[str] = field(default_factory=lambda: ["msrvtt"])
+    num_frames: int = 4  # frames per video clip; images are always 1-frame clips
+    eval_num_frames: Optional[int] = None  # defaults to num_frames
+    input_res: int = 224
+    batch_size: int = 32  # per device and per training dataset
+    eval_batch_size: int = 32
+    num_workers: int = 4
+    max_text_length: int = 32
+    msrvtt_train_list: str = "9k"  # 9k | 7k
+    msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
+    max_train_samples: Optional[int] = None  # subsets, for smoke tests
+    max_eval_samples: Optional[int] = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Passed one to one to ``lightning.Trainer``."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int = -1
+    max_epochs: Optional[int] = None
+    gradient_clip_val: Optional[float] = 1.0
+    accumulate_grad_batches: int = 1
+    val_check_interval: Optional[Any] = None
+    check_val_every_n_epoch: Optional[int] = 1
+    log_every_n_steps: int = 50
+    limit_train_batches: Optional[Any] = None
+    limit_val_batches: Optional[Any] = None
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class RunConfig:
+    task: str = "pretrain"  # pretrain | finetune | evaluate
+    experiment: str = "default"
+    version: Optional[str] = None  # default: $SLURM_JOB_ID, else the next free version_N
+    output_dir: str = "checkpoints"
+    seed: int = 0
+    init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
+    resume: Optional[str] = None  # a last.ckpt to continue, optimizer and data order included
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+_CHOICES = {
+    "task": ("pretrain", "finetune", "evaluate"),
+    "model.mvm.mask_type": ("random", "tube", "blockwise"),
+    "model.mvm.ema_schedule": ("constant", "cosine"),
+    "model.mvm.target": ("tokens", "joint"),
+    "model.mvm.head": ("linear", "mlp"),
+    "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
+    "model.mascot.masking": ("attention", "random"),
+    "model.mascot.consistency": ("sym_kl", "none"),
+    "data.msrvtt_train_list": ("9k", "7k"),
+    "data.msrvtt_test_captions": ("jsfusion", "all"),
+    "optim.schedule": ("cosine", "constant"),
+}
+_FRACTIONS = ("model.mvm.mask_ratio", "model.mascot.rho", "model.mascot.mask_ratio", "model.mvm.ema_momentum")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Merge a YAML file and ``key=value`` overrides onto the schema, then validate."""
+    cfg = OmegaConf.structured(RunConfig)
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    return f"config key '{key}': {msg}" if key else msg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that the type system cannot express; every message names its key."""
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(allowed)}")
+    for key in _FRACTIONS:
+        value = OmegaConf.select(cfg, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"config key '{key}': {value} is outside [0, 1]")
+    video = cfg.model.video
+    if video.img_size % video.patch_size:
+        raise ConfigError("config key 'model.video.img_size': must be a multiple of model.video.patch_size")
+    if video.width % video.heads:
+        raise ConfigError("config key 'model.video.width': must be divisible by model.video.heads")
+    if cfg.data.input_res != video.img_size:
+        raise ConfigError(
+            f"config key 'data.input_res': {cfg.data.input_res} differs from model.video.img_size {video.img_size}"
+        )
+    if cfg.task != "evaluate" and not cfg.data.train:
+        raise ConfigError("config key 'data.train': no training dataset named")
+    for key in ("init_from", "resume"):
+        value = cfg[key]
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``{output_dir}/{experiment}/{version}``, with no timestamp so a requeued SLURM job finds its folder."""
+    base = Path(cfg.output_dir) / cfg.experiment
+    version = cfg.version or os.environ.get("SLURM_JOB_ID")
+    if version is None:
+        taken = {p.name for p in base.glob("version_*")} if base.is_dir() else set()
+        n = 0
+        while f"version_{n}" in taken:
+            n += 1
+        version = f"version_{n}"
+    return base / str(version)

@@ -1,0 +1,108 @@
+"""Divided space-time attention over a ``[CLS] + frames x patches`` token sequence.
+
+One attention module serves both axes: patches are grouped by frame (``space``) or by patch
+position (``time``), each group attends within itself plus [CLS], and [CLS] attends to every
+token. Attention runs through ``F.scaled_dot_product_attention``; since SDPA returns no weights,
+the [CLS]-to-patch attention row that MASCOT's masking reads is computed directly (one query,
+cheap) when asked for, instead of a second forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import Tensor, nn
+
+Axis = Literal["space", "time"]
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(QK^T / sqrt(d)) V written out; the reference that SDPA is benchmarked against."""
+    weights = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    return weights.softmax(dim=-1) @ v
+
+
+class SpaceTimeAttention(nn.Module):
+    """Multi-head self-attention along one axis; timm's ``Attention`` parameter names (qkv, proj)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.fused = True  # False: explicit softmax attention (benchmarks only)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return F.scaled_dot_product_attention(q, k, v) if self.fused else explicit_attention(q, k, v)
+
+    def forward(
+        self, x: Tensor, num_frames: int, axis: Axis, return_cls_attn: bool = False
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """x: (B, 1 + T*N, D), frame-major patches. Returns the output and, if asked,
+        the head-averaged [CLS]-to-patch attention (B, T*N)."""
+        b, length, dim = x.shape
+        t = num_frames
+        n = (length - 1) // t
+        h, d = self.num_heads, self.head_dim
+        q, k, v = self.qkv(x).reshape(b, length, 3, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, d)
+
+        cls_out = self._attend(q[:, :, :1], k, v)  # [CLS] sees everything
+
+        groups = t if axis == "space" else n
+
+        def group(z: Tensor) -> Tensor:  # (B, H, T*N, d) -> (B*G, H, group size, d)
+            z = z.reshape(b, h, t, n, d)
+            z = z.transpose(1, 2) if axis == "space" else z.permute(0, 3, 1, 2, 4)
+            return z.reshape(b * groups, h, -1, d)
+
+        cls_k = k[:, :, :1].repeat_interleave(groups, dim=0)
+        cls_v = v[:, :, :1].repeat_interleave(groups, dim=0)
+        out = self._attend(
+            group(q[:, :, 1:]),
+            torch.cat([cls_k, group(k[:, :, 1:])], dim=2),
+            torch.cat([cls_v, group(v[:, :, 1:])], dim=2),
+        )
+        if axis == "space":  # (B*T, H, N, d) -> (B, H, T*N, d)
+            out = out.reshape(b, t, h, n, d).transpose(1, 2)
+        else:  # (B*N, H, T, d) -> (B, H, T*N, d)
+            out = out.reshape(b, n, h, t, d).permute(0, 2, 3, 1, 4)
+        out = torch.cat([cls_out, out.reshape(b, h, t * n, d)], dim=2)
+        out = self.proj(out.transpose(1, 2).reshape(b, length, dim))
+
+        cls_attn = None
+        if return_cls_attn:
+            logits = (q[:, :, :1] @ k.transpose(-2, -1)).float() * d**-0.5  # (B, H, 1, L)
+            cls_attn = logits.softmax(dim=-1)[:, :, 0, 1:].mean(dim=1)
+        return out, cls_attn
+
+
+class DividedSpaceTimeBlock(nn.Module):
+    """Temporal attention, then spatial attention, then the MLP, each pre-norm with a residual.
+
+    The temporal branch's output projection starts at zero, so a fresh block computes exactly
+    the image ViT block whose weights its spatial parts hold (the released code's property)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm_time = nn.LayerNorm(dim, eps=1e-6)
+        self.attn_time = SpaceTimeAttention(dim, num_heads)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = SpaceTimeAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def zero_temporal_branch(self) -> None:
+        nn.init.zeros_(self.attn_time.proj.weight)
+        nn.init.zeros_(self.attn_time.proj.bias)
+
+    def forward(self, x: Tensor, num_frames: int, return_cls_attn: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+        x = x + self.drop_path(self.attn_time(self.norm_time(x), num_frames, "time")[0])
+        out, cls_attn = self.attn(self.norm1(x), num_frames, "space", return_cls_attn)
+        x = x + self.drop_path(out)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, cls_attn
