@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
+import torch.distributed._functional_collectives as funcol
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -29,7 +29,8 @@ def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
     dist.all_gather(sizes, size)
     sizes = [int(s) for s in sizes]
     padded = F.pad(x, (0, 0, 0, max(sizes) - x.shape[0]))
-    parts = dist_fn.all_gather(padded)
+    # Differentiable all-gather: the backward pass reduce-scatters gradients to their owners.
+    parts = funcol.all_gather_single_autograd(padded, gather_dim=0, group=dist.group.WORLD).split(max(sizes))
     gathered = torch.cat([part[:n] for part, n in zip(parts, sizes)])
     return gathered, sum(sizes[: dist.get_rank()])
 

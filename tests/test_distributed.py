@@ -1,0 +1,72 @@
+"""Two CPU processes (gloo): the cross-rank contrastive loss equals the single-process one."""
+
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from vtr.objectives.contrastive import contrastive_loss, gather_with_grad
+
+pytestmark = pytest.mark.ddp
+
+
+def _setup():
+    torch.manual_seed(0)
+    video_net = torch.nn.Linear(6, 4)
+    text_net = torch.nn.Linear(5, 4)
+    xv, xt = torch.randn(8, 6), torch.randn(8, 5)
+    return video_net, text_net, xv, xt
+
+
+def _loss(video_net, text_net, xv, xt):
+    return contrastive_loss(F.normalize(video_net(xv), dim=-1), F.normalize(text_net(xt), dim=-1), 10.0)
+
+
+def _worker(rank, world, init_file, queue):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    video_net, text_net, xv, xt = _setup()
+    rows = slice(4 * rank, 4 * rank + 4)
+    loss = _loss(video_net, text_net, xv[rows], xt[rows])
+    loss.backward()
+    grads = [p.grad.clone() for p in [*video_net.parameters(), *text_net.parameters()]]
+    for g in grads:  # what DDP does with gradients
+        dist.all_reduce(g)
+        g /= world
+    mean_loss = loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    # Unequal shards: rank 0 holds 3 rows, rank 1 holds 5; the gather must restore the order.
+    x = torch.arange(8.0).view(8, 1)[:3] if rank == 0 else torch.arange(8.0).view(8, 1)[3:]
+    gathered, offset = gather_with_grad(x)
+    if rank == 0:
+        queue.put(((mean_loss / world).item(), [g.tolist() for g in grads], gathered.flatten().tolist(), offset))
+    else:
+        queue.put(("rank1", offset))
+    dist.destroy_process_group()
+
+
+def test_two_process_loss_and_gradients_equal_single_process():
+    video_net, text_net, xv, xt = _setup()
+    ref = _loss(video_net, text_net, xv, xt)
+    ref.backward()
+    ref_grads = [p.grad for p in [*video_net.parameters(), *text_net.parameters()]]
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [ctx.Process(target=_worker, args=(r, 2, os.path.join(tmp, "init"), queue)) for r in range(2)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+    rank0 = next(r for r in results if r[0] != "rank1")
+    rank1 = next(r for r in results if r[0] == "rank1")
+    loss, grads, gathered, offset = rank0
+    assert abs(loss - ref.item()) < 1e-5
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(torch.tensor(g), r, atol=1e-6)
+    assert gathered == list(range(8)) and offset == 0 and rank1[1] == 3

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from vtr.masking import attention_guided_masks, blockwise_mask, make_mask, num_masked
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("kind", ["random", "tube", "blockwise"])
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.75, 1.0])
+def test_exact_ratio_per_frame(kind, ratio):
+    mask = make_mask(kind, 16, 3, (7, 7), ratio, gen())
+    assert mask.shape == (16, 3, 49) and mask.dtype == torch.bool
+    assert (mask.sum(-1) == num_masked(49, ratio)).all()
+
+
+@pytest.mark.parametrize("kind", ["tube", "blockwise"])
+def test_tube_masks_repeat_over_frames(kind):
+    mask = make_mask(kind, 8, 4, (8, 8), 0.5, gen())
+    assert (mask == mask[:, :1]).all()
+
+
+def test_random_masks_differ_across_frames_and_samples():
+    mask = make_mask("random", 8, 4, (8, 8), 0.5, gen())
+    assert not (mask == mask[:, :1]).all()
+    assert not (mask == mask[:1]).all()
+
+
+def test_seeded():
+    for kind in ("random", "tube", "blockwise"):
+        assert make_mask(kind, 4, 2, (6, 6), 0.4, gen(3)).equal(make_mask(kind, 4, 2, (6, 6), 0.4, gen(3)))
+        assert not make_mask(kind, 4, 2, (6, 6), 0.4, gen(3)).equal(make_mask(kind, 4, 2, (6, 6), 0.4, gen(4)))
+
+
+def _masked_neighbour_fraction(mask, h, w):
+    grid = mask.reshape(-1, h, w).float()
+    pad = torch.nn.functional.pad(grid, (1, 1, 1, 1))
+    neighbours = pad[:, :-2, 1:-1] + pad[:, 2:, 1:-1] + pad[:, 1:-1, :-2] + pad[:, 1:-1, 2:]
+    return (neighbours * grid).sum() / (grid.sum() * 4)
+
+
+def test_blockwise_masks_are_made_of_rectangles():
+    """Blocks: a hidden patch's neighbours are far more often hidden than under random masking."""
+    block = blockwise_mask(64, 1, (14, 14), 0.4, gen())
+    rand = make_mask("random", 64, 1, (14, 14), 0.4, gen())
+    assert _masked_neighbour_fraction(block, 14, 14) > 0.7
+    assert _masked_neighbour_fraction(rand, 14, 14) < 0.5
+
+
+def test_blockwise_single_block_is_a_filled_rectangle():
+    # Target 4 with minimum block 4: the one block drawn is a rectangle (maybe cut in raster order
+    # only when it is larger than 4, which its sampled area prevents).
+    mask = blockwise_mask(200, 1, (10, 10), 0.04, gen())[:, 0].reshape(200, 10, 10)
+    for m in mask:
+        rows, cols = m.nonzero(as_tuple=True)
+        box = m[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all() or box.sum() == 4  # a full rectangle, or a raster-cut L of exactly 4
+
+
+def test_attention_guided_masks_hide_the_planted_high_attention_patches():
+    b, t, n = 3, 2, 16
+    attn = torch.rand(b, t, n)
+    planted = torch.zeros(b, t, n, dtype=torch.bool)
+    planted[..., [1, 4, 6, 9, 11, 12, 14, 15]] = True
+    attn = attn + planted * 10  # the planted half has the highest attention
+    high, high_mask, low_mask = attention_guided_masks(attn, rho=0.5, ratio=0.25, generator=gen())
+    assert high.equal(planted)
+    assert (high_mask.sum(-1) == 4).all() and (low_mask.sum(-1) == 4).all()
+    assert not (high_mask & ~planted).any()  # hidden patches all high-informed
+    assert not (low_mask & planted).any()
