@@ -188,7 +188,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, read_yaml(path))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -197,6 +197,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ConfigError(_describe(err)) from None
     validate(cfg)
     return cfg
+
+
+def read_yaml(path: Path) -> DictConfig:
+    """A YAML file, on top of the file its ``_base_`` key names (relative to it), recursively."""
+    node = OmegaConf.load(path)
+    base = node.pop("_base_", None)
+    if base is None:
+        return node
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: _base_ file not found: {base_path}")
+    return OmegaConf.merge(read_yaml(base_path), node)
 
 
 def _describe(err: OmegaConfBaseException) -> str:
