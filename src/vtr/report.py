@@ -27,7 +27,7 @@ def recall_table(results: dict[str, Any]) -> Table:
 
 
 def print_report(results: dict[str, Any], skipped_train: dict[str, int], run_dir: Path) -> None:
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(recall_table(results))
     if skipped_train:
         console.print("skipped training samples: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped_train.items())))

@@ -67,11 +67,11 @@ class VideoTextModule(L.LightningModule):
                 return self.model.video_proj(tokens)
             return F.layer_norm(tokens, tokens.shape[-1:])
 
-    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Tensor:
+    def compute_losses(self, batch: dict[str, dict[str, Any]]) -> tuple[dict[str, Tensor], dict[str, float], int]:
+        """Named losses, their weights, and the number of clips they were computed on."""
         video_embs, text_embs, mvm_losses = [], [], []
         generator = self._mask_generator() if self.mvm_active() else None
-        for name, sub in batch.items():
-            self._count_skipped(f"train_{name}", sub)
+        for sub in batch.values():
             video = sub["video"]
             if video.shape[0] == 0:
                 continue
@@ -83,8 +83,7 @@ class VideoTextModule(L.LightningModule):
             video_emb, video_out = self.model.embed_video(video, mask=mask)
             if mask is not None:
                 pred = self.mvm_head(video_out.tokens[:, 1:])
-                target = self._mvm_targets(video)
-                mvm_losses.append(masked_regression_loss(pred, target, mask.flatten(1), self.mvm_cfg.loss))
+                mvm_losses.append(masked_regression_loss(pred, self._mvm_targets(video), mask.flatten(1), self.mvm_cfg.loss))
             video_embs.append(video_emb)
             text_embs.append(self.model.embed_text(sub["text"])[0])
 
@@ -93,8 +92,13 @@ class VideoTextModule(L.LightningModule):
         if mvm_losses:
             losses["mvm"] = torch.stack(mvm_losses).mean()
             weights["mvm"] = self.mvm_cfg.weight
+        return losses, weights, sum(e.shape[0] for e in video_embs)
+
+    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Tensor:
+        for name, sub in batch.items():
+            self._count_skipped(f"train_{name}", sub)
+        losses, weights, batch_size = self.compute_losses(batch)
         total = sum(weights[k] * v for k, v in losses.items())
-        batch_size = sum(e.shape[0] for e in video_embs)
         for name, value in losses.items():
             self.log(f"train/loss_{name}", value, batch_size=batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)

@@ -1,0 +1,116 @@
+"""A few real training steps of tiny models on the tiny demo corpus."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vtr.build import build_datamodule, build_module, build_trainer, run
+from vtr.callbacks.snapshot_ema import SnapshotEMA
+from vtr.config import load_config, resolve_run_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(ROOT.glob("experiments/**/*.yaml"))
+
+
+def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
+    """Shrinks any recipe to seconds on a CPU; everything else in the recipe stays as it is."""
+    return [
+        f"data.root={data_root}",
+        f"output_dir={out}",
+        "model.video.img_size=32",
+        "model.video.patch_size=8",
+        "model.video.width=32",
+        "model.video.depth=1",
+        "model.video.heads=2",
+        "model.video.pretrained=null",
+        f"model.text.name_or_path={data_root}/tokenizer",
+        "model.text.pretrained=false",
+        "model.text.width=32",
+        "model.text.depth=1",
+        "model.text.heads=2",
+        "model.embed_dim=16",
+        "model.mascot.decoder_heads=2",
+        "data.input_res=32",
+        "data.batch_size=4",
+        "data.eval_batch_size=8",
+        "data.num_workers=0",
+        "data.num_frames=2",
+        "data.eval_num_frames=2",
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=null",
+        f"trainer.val_check_interval={steps}",
+        "trainer.check_val_every_n_epoch=null",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.strategy=auto",
+        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+    ]
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run_dir)).Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, tmp_path):
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=3))
+    results = run(cfg)
+    run_dir = resolve_run_dir(cfg).parent / "version_0"
+    logged = scalars(run_dir)
+    for tag in ("train/loss", "train/loss_contrastive", "train/loss_mvm", "train/ema_momentum", "val/msrvtt/t2v_R1", "val/webvid/v2t_MedR"):
+        assert tag in logged, tag
+    assert len(logged["train/loss"]) == 3
+    assert (run_dir / "checkpoints/last.ckpt").is_file() and (run_dir / "checkpoints/best.ckpt").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(results))
+    test = metrics["test"]["msrvtt"]
+    assert 0 <= test["t2v"]["R1"] <= test["t2v"]["R5"] <= test["t2v"]["R10"] <= 100
+    assert test["num_videos"] == test["num_captions"]  # JSFUSION: one caption a test video
+    assert (run_dir / "config.yaml").read_text().count("mvm") >= 1
+
+
+def test_snapshot_is_the_ema_of_the_online_encoder_and_gets_no_gradient(tiny_demo_root, tmp_path):
+    cfg = load_config(
+        ROOT / "experiments/pretrain/demo.yaml",
+        tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["model.mvm.ema_momentum=0.9", "data.val=[]", "data.test=[]"],
+    )
+    module = build_module(cfg)
+    # Make the snapshot differ from the online encoder so the average is visible.
+    with torch.no_grad():
+        for p in module.snapshot.parameters():
+            p.add_(torch.randn_like(p))
+    before = copy.deepcopy(module.snapshot.state_dict())
+    trainer, _ = build_trainer(cfg, tmp_path / "run")
+    trainer.fit(module, datamodule=build_datamodule(cfg))
+    assert any(isinstance(c, SnapshotEMA) for c in trainer.callbacks)
+    online = dict(module.model.video.named_parameters())
+    for name, param in module.snapshot.named_parameters():
+        assert not param.requires_grad and param.grad is None
+        expected = 0.9 * before[name] + 0.1 * online[name].detach()
+        assert torch.allclose(param, expected, atol=1e-6), name
+
+
+def test_resuming_restores_the_snapshot_exactly(tiny_demo_root, tmp_path):
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["data.test=[]"])
+    run(cfg)
+    ckpt = resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    fresh = build_module(cfg)
+    fresh.load_state_dict(state)
+    for name, value in fresh.snapshot.state_dict().items():
+        assert torch.equal(value, state[f"snapshot.{name}"])
+    assert not torch.equal(fresh.snapshot.pos_embed, fresh.model.video.pos_embed)  # a real EMA, not a copy
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
+def test_every_experiment_runs_a_step(path, tiny_demo_root, tmp_path):
+    cfg = load_config(path, tiny_overrides(tiny_demo_root, tmp_path, steps=1))
+    results = run(cfg)
+    for name in cfg.data.test:
+        assert results["test"][name]["num_videos"] > 0
