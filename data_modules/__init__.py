@@ -1,0 +1,21 @@
+"""Datasets for video-text retrieval, each read from its official on-disk layout.
+
+``READERS`` maps a dataset name (as used in ``data.train`` / ``data.val`` / ``data.test``) to a
+function ``read(root, split, cfg) -> list[VideoRecord]``, where ``root`` is ``{data.root}/{name}``
+and ``cfg`` the ``DataConfig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from data_modules.cc3m import read_cc3m
+from data_modules.dataset import VideoRecord
+from data_modules.msrvtt import read_msrvtt
+from data_modules.webvid import read_webvid
+
+READERS: dict[str, Callable[..., list[VideoRecord]]] = {
+    "webvid": read_webvid,
+    "cc3m": read_cc3m,
+    "msrvtt": read_msrvtt,
+}

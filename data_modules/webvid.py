@@ -1,0 +1,25 @@
+"""WebVid-2M in its release layout: ``metadata/results_2M_{train,val}.csv`` and ``videos/{page_dir}/{videoid}.mp4``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from data_modules.dataset import VideoRecord
+from data_modules.files import check_split, read_csv
+
+if TYPE_CHECKING:
+    from vtr.config import DataConfig
+
+# WebVid has no test split; its val split (5k clips) serves for both.
+_CSV = {"train": "results_2M_train.csv", "val": "results_2M_val.csv", "test": "results_2M_val.csv"}
+
+
+def read_webvid(root: Path, split: str, cfg: DataConfig) -> list[VideoRecord]:
+    """One record per CSV row (``name`` is the caption); missing videos are skipped at load time."""
+    check_split("webvid", split, tuple(_CSV))
+    rows = read_csv(root / "metadata" / _CSV[split], f"WebVid {split} metadata", ("videoid", "page_dir", "name"))
+    return [
+        VideoRecord(row["videoid"], root / "videos" / row["page_dir"] / f"{row['videoid']}.mp4", [row["name"]])
+        for row in rows
+    ]

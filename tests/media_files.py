@@ -1,0 +1,50 @@
+"""Small media files for the data tests, written with PyAV and PIL.
+
+Frame ``i`` of a clip shows ``i`` in binary as black/white vertical bars (bit b = bar b), which
+survives lossy coding, so a test can read back which frame a reader returned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+BITS = 7  # frames 0..127 can be told apart
+BAR = 8  # pixels per bar, aligned with the codecs' 8x8 blocks
+HEIGHT, WIDTH = 32, BITS * BAR + 8
+
+
+def marked_frame(i: int) -> np.ndarray:
+    image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for bit in range(BITS):
+        if i >> bit & 1:
+            image[:, bit * BAR : (bit + 1) * BAR] = 255
+    return image
+
+
+def frame_number(frame: np.ndarray) -> int:
+    """Reads back ``i`` from a (C, H, W) or (H, W, C) uint8 frame made by ``marked_frame``."""
+    if frame.shape[0] == 3:
+        frame = frame.transpose(1, 2, 0)
+    return sum(1 << bit for bit in range(BITS) if frame[:, bit * BAR + 2 : bit * BAR + 6].mean() > 128)
+
+
+def write_clip(path: Path, num_frames: int, codec: str = "libx264", gop: int = 8, b_frames: int = 2) -> Path:
+    """A 25 fps clip of marked frames with a keyframe every ``gop`` frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25, options={"g": str(gop), "bf": str(b_frames)})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(num_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(marked_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_image(path: Path, size: tuple[int, int] = (40, 30), colour: tuple[int, int, int] = (200, 30, 90)) -> Path:
+    Image.new("RGB", size, colour).save(path, format="JPEG")
+    return path

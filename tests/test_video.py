@@ -1,0 +1,229 @@
+"""Frame sampling, the seeking and full-decode readers, and the clip transforms."""
+
+from __future__ import annotations
+
+import random
+
+import av
+import numpy as np
+import pytest
+import torch
+from media_files import frame_number, marked_frame, write_clip, write_image
+from torchvision import tv_tensors
+
+from data_modules import video
+from data_modules.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MediaError,
+    build_transform,
+    read_image,
+    read_video,
+    read_video_full_decode,
+    sample_frame_indices,
+)
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def test_uniform_takes_segment_middles():
+    assert sample_frame_indices(100, 4, "uniform") == [12, 37, 62, 87]
+    assert sample_frame_indices(10, 3, "uniform") == [1, 4, 7]  # segments [0,3) [3,6) [6,10)
+
+
+def test_rand_stays_in_its_segment_and_covers_it():
+    rng = random.Random(0)
+    seen: list[set[int]] = [set(), set(), set()]
+    for _ in range(500):
+        indices = sample_frame_indices(10, 3, "rand", rng)
+        assert indices == sorted(indices)
+        for k, index in enumerate(indices):
+            seen[k].add(index)
+    assert seen == [{0, 1, 2}, {3, 4, 5}, {6, 7, 8, 9}]
+
+
+def test_rand_is_reproducible_with_a_seeded_rng():
+    draws = [sample_frame_indices(1000, 8, "rand", random.Random(seed)) for seed in (1, 1, 2)]
+    assert draws[0] == draws[1] != draws[2]
+
+
+@pytest.mark.parametrize("mode", ["rand", "uniform"])
+def test_short_videos_repeat_frames_evenly(mode):
+    assert sample_frame_indices(3, 8, mode) == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert sample_frame_indices(1, 4, mode) == [0, 0, 0, 0]
+    assert sample_frame_indices(4, 4, mode) == [0, 1, 2, 3]
+
+
+def test_bad_sampling_arguments():
+    with pytest.raises(ValueError, match="rand"):
+        sample_frame_indices(10, 2, "middle")
+    with pytest.raises(ValueError):
+        sample_frame_indices(0, 2, "uniform")
+
+
+# --- readers ----------------------------------------------------------------------------------
+
+CLIPS = {
+    "h264-bframes.mp4": dict(codec="libx264", gop=8, b_frames=2),
+    "mpeg4.avi": dict(codec="mpeg4", gop=8, b_frames=0),
+    # AVI with B-frames seeks by decode time and its first frame is not at start_time
+    "mpeg4-bframes.avi": dict(codec="mpeg4", gop=8, b_frames=2),
+    "h264.mkv": dict(codec="libx264", gop=8, b_frames=0),  # no frame count in the header
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: write_clip(folder / name, 60, **options) for name, options in CLIPS.items()}
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_readers_return_the_sampled_frames(clips, name):
+    for seed in range(12):
+        for num_frames in (1, 4, 8, 16):
+            expected = sample_frame_indices(60, num_frames, "rand", random.Random(seed))
+            seek = read_video(clips[name], num_frames, "rand", random.Random(seed))
+            full = read_video_full_decode(clips[name], num_frames, "rand", random.Random(seed))
+            assert seek.dtype == torch.uint8 and seek.shape == (num_frames, 3, 32, marked_frame(0).shape[1])
+            assert [frame_number(f.numpy()) for f in seek] == expected
+            assert torch.equal(seek, full)
+
+
+def test_seeks_only_when_that_skips_frames(tmp_path, monkeypatch):
+    path = write_clip(tmp_path / "gop8.mp4", 120, gop=8)
+    seeks: list[int] = []
+    real_seek = video._seek
+    monkeypatch.setattr(video, "_seek", lambda *args: seeks.append(args[-1]) or real_seek(*args))
+    frames = read_video(path, 2, "uniform")  # frames 29 and 89, keyframes every 8 frames
+    assert seeks == [29, 89] and [frame_number(f.numpy()) for f in frames] == [29, 89]
+    seeks.clear()
+    frames = read_video(path, 16, "uniform")  # a frame every 7-8: a seek would skip too little
+    assert seeks == [] and [frame_number(f.numpy()) for f in frames] == sample_frame_indices(120, 16, "uniform")
+
+
+def test_uniform_reading_and_padding(clips):
+    path = write_clip(clips["mpeg4.avi"].parent / "short.mp4", 3)
+    frames = read_video(path, 8, "uniform")
+    assert [frame_number(f.numpy()) for f in frames] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert [frame_number(f.numpy()) for f in read_video(clips["h264.mkv"], 4, "uniform")] == [7, 22, 37, 52]
+
+
+def _faststart_clip(path, num_frames=60):
+    """An mp4 with its index first, as web video is: a truncated copy still opens."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "8"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        noise = np.random.default_rng(0)
+        for _ in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(noise.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory, clips):
+    folder = tmp_path_factory.mktemp("broken")
+    whole = clips["h264-bframes.mp4"].read_bytes()
+    faststart = _faststart_clip(folder / "faststart.mp4").read_bytes()
+    files = {
+        "missing": folder / "missing.mp4",
+        "empty": folder / "empty.mp4",
+        "garbage": folder / "garbage.mp4",
+        "index-at-end-truncated": folder / "cut.mp4",
+        "index-first-truncated": folder / "cut-faststart.mp4",
+        "avi-truncated": folder / "cut.avi",
+    }
+    files["empty"].write_bytes(b"")
+    files["garbage"].write_bytes(np.random.default_rng(0).bytes(4000))
+    files["index-at-end-truncated"].write_bytes(whole[: len(whole) // 2])
+    files["index-first-truncated"].write_bytes(faststart[: len(faststart) // 2])
+    avi = clips["mpeg4.avi"].read_bytes()
+    files["avi-truncated"].write_bytes(avi[: len(avi) // 2])
+    return files
+
+
+@pytest.mark.parametrize("reader", [read_video, read_video_full_decode])
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "garbage", "index-at-end-truncated", "index-first-truncated", "avi-truncated"]
+)
+def test_broken_videos_raise_media_error(broken, reader, case):
+    with pytest.raises(MediaError) as info:
+        reader(broken[case], 8, "uniform")
+    assert info.value.path == str(broken[case]) and info.value.reason
+    assert str(broken[case]) in str(info.value)
+
+
+def test_read_image(tmp_path):
+    image = read_image(write_image(tmp_path / "a.jpg", size=(40, 30)))
+    assert image.dtype == torch.uint8 and image.shape == (1, 3, 30, 40)
+    assert abs(int(image[0, 0].float().mean()) - 200) <= 3  # red channel of (200, 30, 90)
+    grey = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8), 77).save(grey)
+    assert read_image(grey).shape == (1, 3, 8, 8)  # converted to RGB
+
+
+def test_broken_images_raise_media_error(tmp_path):
+    good = write_image(tmp_path / "good.jpg", size=(64, 64)).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.jpg").write_text("not an image")
+    for name in ("missing.jpg", "cut.jpg", "text.jpg"):
+        with pytest.raises(MediaError):
+            read_image(tmp_path / name)
+
+
+# --- transforms -------------------------------------------------------------------------------
+
+
+def _textured_clip(num_frames: int, height: int = 90, width: int = 120) -> torch.Tensor:
+    """Frame i = one asymmetric image + i: equal crops and flips keep frame i - frame 0 == i
+    (resizing is linear); a crop or flip of its own for any frame breaks that."""
+    base = torch.randint(0, 200, (1, 3, height, width), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    return base + torch.arange(num_frames, dtype=torch.uint8).view(-1, 1, 1, 1)
+
+
+def test_train_transform_applies_one_crop_and_flip_to_all_frames():
+    transform = build_transform(48, train=True)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    clip = _textured_clip(5)
+    outputs = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = transform(clip)
+        assert out.dtype == torch.float32 and out.shape == (5, 3, 48, 48)
+        for i in range(5):
+            # uint8 resizing rounds in fixed point: allow one grey level on the odd pixel
+            error = (out[i] - out[0] - i / 255 / std).abs()
+            assert (error <= 1.01 / 255 / std).all() and (error < 1e-5).float().mean() > 0.99
+        outputs.append(out)
+    assert not all(torch.equal(outputs[0], o) for o in outputs[1:])  # the augmentation is random
+
+
+def test_train_transform_keeps_a_still_clip_still():
+    still = _textured_clip(1).repeat(4, 1, 1, 1)
+    out = build_transform(32, train=True)(tv_tensors.Video(still))
+    assert all(torch.equal(out[0], out[i]) for i in range(4))
+
+
+def test_test_transform_is_resize_centre_crop_and_normalises():
+    transform = build_transform(64, train=False)
+    clip = _textured_clip(3, height=90, width=160)
+    out = transform(clip)
+    assert out.shape == (3, 3, 64, 64) and out.dtype == torch.float32
+    assert torch.equal(out, transform(clip))  # deterministic
+    # A clip of the ImageNet mean colour maps to 0, white to (1 - mean) / std.
+    mean_colour = torch.tensor([round(m * 255) for m in IMAGENET_MEAN], dtype=torch.uint8).view(1, 3, 1, 1)
+    assert transform(mean_colour.expand(2, 3, 50, 70).contiguous()).abs().max() < 0.01
+    white = transform(torch.full((1, 3, 50, 70), 255, dtype=torch.uint8))
+    expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(white[0, :, 5, 5], expected)
+    # The centre crop keeps the middle: a wide clip whose left and right fifths differ from
+    # its centre shows only the centre after the transform.
+    wide = torch.zeros(1, 3, 100, 200, dtype=torch.uint8)
+    wide[..., 40:160] = 255
+    torch.testing.assert_close(transform(wide), expected.view(1, 3, 1, 1).expand(1, 3, 64, 64))
