@@ -52,7 +52,7 @@ class RetrievalDataModule(pl.LightningDataModule):
         if limit is not None:
             records = records[:limit]
         num_frames = self.cfg.num_frames if train else (self.cfg.eval_num_frames or self.cfg.num_frames)
-        return VideoTextDataset(records, num_frames, build_transform(self.cfg.input_res, train), train)
+        return VideoTextDataset(records, num_frames, build_transform(self.cfg.input_res, train, self.cfg.hflip, self.cfg.crop_scale), train)
 
     def _loader(self, dataset: VideoTextDataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.cfg.num_workers

@@ -239,16 +239,18 @@ def read_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def build_transform(input_res: int, train: bool) -> v2.Compose:
+def build_transform(input_res: int, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.5, 1.0)) -> v2.Compose:
     """Frozen's clip augmentation on a uint8 (T, C, H, W) tensor or ``tv_tensors.Video``.
 
     One call draws one crop and one flip and applies them to every frame, so a clip stays a
-    consistent clip. Training: RandomResizedCrop(scale 0.5-1) + horizontal flip. Testing: resize
+    consistent clip. Training: RandomResizedCrop(``crop_scale``) + horizontal flip (``hflip``; turn it
+    off where captions say left or right, as the demo corpus's do). Testing: resize
     to 256/224 of the input size, centre crop, resize to the input size. Geometry runs on uint8
     (cheaper), then float32 in [0, 1] and ImageNet normalisation.
     """
     if train:
-        geometry = [v2.RandomResizedCrop(input_res, scale=(0.5, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+        geometry = [v2.RandomResizedCrop(input_res, scale=tuple(crop_scale), antialias=True)]
+        geometry += [v2.RandomHorizontalFlip()] if hflip else []
     else:
         outer = round(input_res * 256 / 224)
         geometry = [v2.Resize(outer, antialias=True), v2.CenterCrop(outer), v2.Resize(input_res, antialias=True)]

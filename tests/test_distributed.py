@@ -1,6 +1,7 @@
 """Two CPU processes (gloo): the cross-rank contrastive loss equals the single-process one."""
 
 import os
+from pathlib import Path
 import tempfile
 
 import pytest
@@ -70,3 +71,34 @@ def test_two_process_loss_and_gradients_equal_single_process():
     for g, r in zip(grads, ref_grads):
         assert torch.allclose(torch.tensor(g), r, atol=1e-6)
     assert gathered == list(range(8)) and offset == 0 and rank1[1] == 3
+
+
+def test_two_process_evaluation_matches_one_process(tiny_demo_root, tmp_path):
+    """5 test clips on 2 ranks: the sampler repeats one; scores must equal the 1-process run."""
+    import json
+    import subprocess
+    import sys
+
+    from test_training import tiny_overrides
+
+    results = {}
+    for devices in (1, 2):
+        args = tiny_overrides(tiny_demo_root, tmp_path, steps=1) + [
+            f"experiment=eval{devices}",
+            "data.test=[msrvtt,webvid]",
+            "data.val=[]",
+            "data.max_eval_samples=5",
+            "data.eval_batch_size=2",
+            f"trainer.devices={devices}",
+            f"trainer.strategy={'ddp' if devices > 1 else 'auto'}",
+        ]
+        cmd = [sys.executable, "-m", "vtr", "evaluate", "-c", "experiments/pretrain/demo.yaml", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[devices] = json.loads((tmp_path / f"eval{devices}/version_0/metrics.json").read_text())["test"]
+    for name in ("msrvtt", "webvid"):
+        one, two = results[1][name], results[2][name]
+        assert one["num_videos"] == two["num_videos"] == 5
+        for direction in ("t2v", "v2t"):
+            for metric, value in one[direction].items():
+                assert abs(value - two[direction][metric]) < 1e-6, (name, direction, metric)

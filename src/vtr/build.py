@@ -58,17 +58,18 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
     evaluator = RetrievalEvaluator(output=run_dir / "metrics.json")
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step")]
-    if cfg.data.val:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="best",
-                monitor=f"val/{cfg.data.val[0]}/t2v_R1",
-                mode="max",
-                save_last=True,
-                enable_version_counter=False,
-            )
+    # Select on the first validation set; without one, "best" is simply the latest checkpoint.
+    monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None
+    callbacks.append(
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode="max",
+            save_last=True,
+            enable_version_counter=False,
         )
+    )
     if cfg.model.mvm.enabled:
         callbacks.append(SnapshotEMA(cfg.model.mvm.ema_momentum, cfg.model.mvm.ema_schedule))
     if cfg.trainer.enable_progress_bar:

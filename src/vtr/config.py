@@ -105,13 +105,18 @@ class DataConfig:
     test: list[str] = field(default_factory=lambda: ["msrvtt"])
     num_frames: int = 4  # frames per video clip; images are always 1-frame clips
     eval_num_frames: Optional[int] = None  # defaults to num_frames
-    input_res: int = 224
+    input_res: Optional[int] = None  # defaults to model.video.img_size
+    hflip: bool = True  # training augmentation; off where captions say left/right
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area range
     batch_size: int = 32  # per device and per training dataset
     eval_batch_size: int = 32
     num_workers: int = 4
     max_text_length: int = 32
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
+    video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
+    action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
+    prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
     max_train_samples: Optional[int] = None  # subsets, for smoke tests
     max_eval_samples: Optional[int] = None
 
@@ -181,26 +186,45 @@ _FRACTIONS = ("model.mvm.mask_ratio", "model.mascot.rho", "model.mascot.mask_rat
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Merge a YAML file and ``key=value`` overrides onto the schema, then validate."""
-    cfg = OmegaConf.structured(RunConfig)
+    """Merge a YAML file and ``key=value`` overrides onto the schema, then validate.
+
+    With ``init_from`` (fine-tuning, evaluation) the model section starts from the one the
+    checkpoint was trained with, so a fine-tuning recipe fits any pre-trained model; the YAML and
+    the overrides still win (e.g. to switch MVM off or MASCOT on)."""
     try:
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, read_yaml(path))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        layers = [read_yaml(Path(path))] if path is not None else []
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), *layers)
+        trained_with = checkpoint_model_config(cfg.init_from) if cfg.init_from else None
+        if trained_with is not None:
+            cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), {"model": trained_with}, *layers)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err)) from None
     validate(cfg)
     return cfg
 
 
+def checkpoint_model_config(path: str) -> Optional[dict]:
+    """The ``model`` section a checkpoint of this project was trained with, if it carries one."""
+    if not Path(path).is_file():
+        raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:  # a truncated or foreign file: name it
+        raise ConfigError(f"config key 'init_from': cannot read checkpoint {path}: {err}") from None
+    config = (ckpt.get("hyper_parameters") or {}).get("config") if isinstance(ckpt, dict) else None
+    return config["model"] if config and "model" in config else None
+
+
 def read_yaml(path: Path) -> DictConfig:
     """A YAML file, on top of the file its ``_base_`` key names (relative to it), recursively."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
     node = OmegaConf.load(path)
     base = node.pop("_base_", None)
     if base is None:
@@ -232,6 +256,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("config key 'model.video.img_size': must be a multiple of model.video.patch_size")
     if video.width % video.heads:
         raise ConfigError("config key 'model.video.width': must be divisible by model.video.heads")
+    if cfg.data.input_res is None:
+        cfg.data.input_res = video.img_size
     if cfg.data.input_res != video.img_size:
         raise ConfigError(
             f"config key 'data.input_res': {cfg.data.input_res} differs from model.video.img_size {video.img_size}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -68,7 +68,8 @@ class VideoTextModule(L.LightningModule):
             return F.layer_norm(tokens, tokens.shape[-1:])
 
     def compute_losses(self, batch: dict[str, dict[str, Any]]) -> tuple[dict[str, Tensor], dict[str, float], int]:
-        """Named losses, their weights, and the number of clips they were computed on."""
+        """Named losses, their weights, and the number of clips they were computed on (no losses
+        when no clip of the batch could be read)."""
         video_embs, text_embs, mvm_losses = [], [], []
         generator = self._mask_generator() if self.mvm_active() else None
         for sub in batch.values():
@@ -87,6 +88,8 @@ class VideoTextModule(L.LightningModule):
             video_embs.append(video_emb)
             text_embs.append(self.model.embed_text(sub["text"])[0])
 
+        if not video_embs:
+            return {}, {}, 0
         losses = {"contrastive": contrastive_loss(torch.cat(video_embs), torch.cat(text_embs), self.model.scale)}
         weights = {"contrastive": 1.0}
         if mvm_losses:
@@ -94,10 +97,12 @@ class VideoTextModule(L.LightningModule):
             weights["mvm"] = self.mvm_cfg.weight
         return losses, weights, sum(e.shape[0] for e in video_embs)
 
-    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
         for name, sub in batch.items():
             self._count_skipped(f"train_{name}", sub)
         losses, weights, batch_size = self.compute_losses(batch)
+        if not losses:  # every clip of the batch was unreadable: Lightning skips the step
+            return None
         total = sum(weights[k] * v for k, v in losses.items())
         for name, value in losses.items():
             self.log(f"train/loss_{name}", value, batch_size=batch_size)
