@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from data_modules.action import read_hmdb51, read_ucf101
+from data_modules.activitynet import read_activitynet
 from data_modules.cc3m import read_cc3m
 from data_modules.dataset import VideoRecord
+from data_modules.didemo import read_didemo
+from data_modules.lsmdc import read_lsmdc
 from data_modules.msrvtt import read_msrvtt
 from data_modules.webvid import read_webvid
 
@@ -18,4 +22,9 @@ READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "webvid": read_webvid,
     "cc3m": read_cc3m,
     "msrvtt": read_msrvtt,
+    "lsmdc": read_lsmdc,
+    "activitynet": read_activitynet,
+    "didemo": read_didemo,
+    "hmdb51": read_hmdb51,
+    "ucf101": read_ucf101,
 }

@@ -27,6 +27,8 @@ class RetrievalDataModule(pl.LightningDataModule):
 
     def __init__(self, cfg: DataConfig, tokenizer: Any) -> None:
         super().__init__()
+        if cfg.input_res is None:
+            raise ValueError("data.input_res is unset; vtr.config.load_config sets it from model.video.img_size")
         self.cfg = cfg
         self.collate = Collator(tokenizer, cfg.max_text_length)
         self.val_names = list(cfg.val)

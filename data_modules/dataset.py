@@ -26,12 +26,15 @@ log = logging.getLogger("data_modules")
 class VideoRecord:
     """A video (or image) and its captions; ``video_id`` is unique within its dataset split.
 
-    Slotted: WebVid holds 2.5M of them."""
+    ``caption_ids`` name the captions where several videos share one (zero-shot action
+    recognition: the caption is the class prompt, its id the class); by default each caption is
+    its video's own. Slotted: WebVid holds 2.5M of them."""
 
     video_id: str
     path: Path
     captions: list[str]
     is_image: bool = False
+    caption_ids: list[str] | None = None
 
 
 class VideoTextDataset(Dataset):
@@ -68,6 +71,8 @@ class VideoTextDataset(Dataset):
             item["caption"] = random.choice(record.captions)
         else:
             item["captions"] = list(record.captions)
+            if record.caption_ids is not None:
+                item["caption_ids"] = list(record.caption_ids)
         return item
 
 
@@ -78,10 +83,12 @@ class Collator:
     the longest caption; ``video_id`` (list of B); ``num_skipped`` (int). Training batches hold one
     caption a clip (``text`` has B rows). Evaluation batches hold every caption of every clip,
     flattened: ``text`` has Nc rows, ``caption_video_id`` names each caption's clip and
-    ``caption_id`` is ``"{video_id}#{k}"``. If every item was dropped (training or evaluation
-    alike, since nothing is left to tell), the batch has ``video`` of shape (0, 0, 0, 0, 0), text
-    of shape (0, 0), empty ``video_id``, ``caption_video_id`` and ``caption_id``, and
-    ``num_skipped`` > 0: the module should skip such a batch (and log the count).
+    ``caption_id`` is the record's ``caption_ids`` entry where it has them, else ``"{video_id}#{k}"``
+    (a shared id, such as an action class, repeats across clips, relevant to each). If every item
+    was dropped (training or evaluation alike, since nothing is left to tell), the batch has
+    ``video`` of shape (0, 0, 0, 0, 0), text of shape (0, 0), empty ``video_id``,
+    ``caption_video_id`` and ``caption_id``, and ``num_skipped`` > 0: the module should skip such
+    a batch (and log the count).
     """
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
@@ -102,9 +109,13 @@ class Collator:
         else:
             captions = [c for item in kept for c in item["captions"]]
             batch["caption_video_id"] = [item["video_id"] for item in kept for _ in item["captions"]]
-            batch["caption_id"] = [f"{item['video_id']}#{k}" for item in kept for k in range(len(item["captions"]))]
+            batch["caption_id"] = [cid for item in kept for cid in _caption_ids(item)]
         tokens = self.tokenizer(
             captions, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         batch["text"] = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
         return batch
+
+
+def _caption_ids(item: dict[str, Any]) -> list[str]:
+    return item.get("caption_ids") or [f"{item['video_id']}#{k}" for k in range(len(item["captions"]))]

@@ -6,6 +6,10 @@ import csv
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vtr.config import DataConfig
 
 
 class DatasetFileNotFoundError(FileNotFoundError):
@@ -39,19 +43,22 @@ class VideoFinder:
 
     Each folder is listed once, on first use, and looked up in memory after that: a dataset of
     10k videos costs a few directory listings rather than 10k stats on a network file system.
-    Names may hold a folder part (``movie/clip.avi``); ``""`` as a subdir means ``root`` itself.
+    Names may hold a folder part (``movie/clip.avi``); ``""`` as a subdir means ``root`` itself,
+    and an absolute subdir is taken as is.
     """
 
     def __init__(self, root: Path, subdirs: Sequence[str]) -> None:
         self.folders = [root / sub for sub in subdirs]
         self._listings: dict[Path, frozenset[str]] = {}
 
-    def __call__(self, name: str) -> Path | None:
-        relative = PurePosixPath(name)
+    def __call__(self, *names: str) -> Path | None:
+        """The first folder holding any of ``names`` wins; within a folder, the earlier name."""
         for folder in self.folders:
-            parent = folder / relative.parent
-            if relative.name in self._listing(parent):
-                return parent / relative.name
+            for name in names:
+                relative = PurePosixPath(name)
+                parent = folder / relative.parent
+                if relative.name in self._listing(parent):
+                    return parent / relative.name
         return None
 
     def _listing(self, folder: Path) -> frozenset[str]:
@@ -62,3 +69,29 @@ class VideoFinder:
     def describe(self) -> str:
         """The folders searched, for error messages."""
         return ", ".join(str(folder) for folder in self.folders)
+
+
+def video_finder(root: Path, cfg: DataConfig, subdirs: Sequence[str]) -> VideoFinder:
+    """A finder over a dataset's usual ``subdirs``, after ``data.video_dir`` where set: users keep
+    videos wherever their disks have room, or re-encoded copies beside the originals."""
+    return VideoFinder(root, [cfg.video_dir, *subdirs] if cfg.video_dir else subdirs)
+
+
+def find_videos(find: VideoFinder, candidates: Sequence[Sequence[str]], dataset: str) -> list[Path]:
+    """The file of each item: the first of its candidate names that ``find`` finds.
+
+    A missing video is an error naming the count and the first one, since silently dropping
+    videos would change the benchmark."""
+    paths, missing = [], []
+    for names in candidates:
+        path = find(*names)
+        if path is None:
+            missing.append(names)
+        else:
+            paths.append(path)
+    if missing:
+        raise DatasetFileNotFoundError(
+            f"{len(missing)} of {len(candidates)} {dataset} videos not found (first: {' or '.join(missing[0])}); "
+            f"looked in {find.describe()}"
+        )
+    return paths

@@ -1,4 +1,7 @@
-"""WebVid-2M in its release layout: ``metadata/results_2M_{train,val}.csv`` and ``videos/{page_dir}/{videoid}.mp4``."""
+"""WebVid-2M in its release layout: ``metadata/results_2M_{train,val}.csv`` and ``videos/{page_dir}/{videoid}.mp4``.
+
+``data.video_dir`` (absolute, or relative to the webvid folder) replaces ``videos/`` as the base.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ _CSV = {"train": "results_2M_train.csv", "val": "results_2M_val.csv", "test": "r
 def read_webvid(root: Path, split: str, cfg: DataConfig) -> list[VideoRecord]:
     """One record per CSV row (``name`` is the caption); missing videos are skipped at load time."""
     check_split("webvid", split, tuple(_CSV))
+    base = root / (cfg.video_dir or "videos")
     rows = read_csv(root / "metadata" / _CSV[split], f"WebVid {split} metadata", ("videoid", "page_dir", "name"))
     return [
-        VideoRecord(row["videoid"], root / "videos" / row["page_dir"] / f"{row['videoid']}.mp4", [row["name"]])
+        VideoRecord(row["videoid"], base / row["page_dir"] / f"{row['videoid']}.mp4", [row["name"]])
         for row in rows
     ]

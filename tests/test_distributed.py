@@ -102,3 +102,18 @@ def test_two_process_evaluation_matches_one_process(tiny_demo_root, tmp_path):
         for direction in ("t2v", "v2t"):
             for metric, value in one[direction].items():
                 assert abs(value - two[direction][metric]) < 1e-6, (name, direction, metric)
+
+
+@pytest.mark.parametrize("recipe", ["demo.yaml", "demo_contrastive.yaml"])
+def test_two_process_ddp_training_runs(recipe, tiny_demo_root, tmp_path):
+    """DDP refuses parameters that get no gradient; every recipe must train on 2 ranks."""
+    import subprocess
+    import sys
+
+    from test_training import tiny_overrides
+
+    args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["trainer.devices=2", "trainer.strategy=ddp", "data.test=[]"]
+    cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", f"experiments/pretrain/{recipe}", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))

@@ -40,6 +40,8 @@ class TextEncoder(nn.Module):
                 pad_token_id=tokenizer.pad_token_id,
             )
             self.model = AutoModel.from_config(config)
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None  # unused (we take [CLS]); unused parameters would break DDP
         if cfg.grad_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.width = self.model.config.hidden_size

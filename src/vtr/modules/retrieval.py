@@ -43,6 +43,9 @@ class VideoTextModule(L.LightningModule):
             self.snapshot = copy.deepcopy(self.model.video).requires_grad_(False)
             target_dim = model_cfg.embed_dim if self.mvm_cfg.target == "joint" else self.model.video.width
             self.mvm_head = build_head(self.mvm_cfg.head, self.model.video.width, target_dim)
+        if not (self.mvm_cfg.enabled or model_cfg.mascot.enabled):
+            # Nothing masks: a parameter without gradients would stall DDP's gradient reduction.
+            self.model.video.mask_token.requires_grad_(False)
         self.skipped: dict[str, int] = {}
 
     def reset_snapshot(self) -> None:
