@@ -70,7 +70,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
             enable_version_counter=False,
         )
     )
-    if cfg.model.mvm.enabled:
+    if cfg.model.mvm.enabled or cfg.model.mascot.enabled:  # both use the snapshot's EMA settings
         callbacks.append(SnapshotEMA(cfg.model.mvm.ema_momentum, cfg.model.mvm.ema_schedule))
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())

@@ -42,6 +42,9 @@ class TextEncoderConfig:
     name_or_path: str = "distilbert-base-uncased"
     pretrained: bool = True  # false: random init of a `model_type` encoder of the size below
     model_type: str = "bert"
+    # cls: the [CLS] hidden state (Frozen, MILES). mean: average over real tokens; the demo's
+    # random-init BERT needs it, as its [CLS] barely depends on the input at init.
+    pooling: str = "cls"
     width: int = 768
     depth: int = 12
     heads: int = 12
@@ -66,7 +69,8 @@ class MVMConfig:
 
 @dataclass
 class MascotConfig:
-    """MASCOT, reconstructed from the paper's abstract (REFERENCE.md section 3)."""
+    """MASCOT, reconstructed from the paper's abstract (REFERENCE.md section 3). Its targets come
+    from the snapshot encoder, whose EMA settings are ``model.mvm.ema_momentum`` / ``ema_schedule``."""
 
     enabled: bool = False
     masking: str = "attention"  # attention | random
@@ -171,6 +175,7 @@ class RunConfig:
 
 _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
+    "model.text.pooling": ("cls", "mean"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
     "model.mvm.target": ("tokens", "joint"),
@@ -251,6 +256,11 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"config key '{key}': {value} is outside [0, 1]")
+    if cfg.model.mvm.enabled and cfg.model.mascot.enabled:
+        raise ConfigError(
+            "config keys 'model.mvm.enabled' and 'model.mascot.enabled': MASCOT's completion replaces MILES' "
+            "masked modeling (both regress the snapshot's features); enable one"
+        )
     video = cfg.model.video
     if video.img_size % video.patch_size:
         raise ConfigError("config key 'model.video.img_size': must be a multiple of model.video.patch_size")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import defaultdict
 from typing import Any, Optional
 
 import lightning as L
@@ -22,9 +23,10 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import RunConfig
-from ..masking import make_mask
-from ..models import DualEncoder
+from ..masking import attention_guided_masks, make_mask, random_mask
+from ..models import DualEncoder, TextEncoderOutput
 from ..objectives.contrastive import contrastive_loss
+from ..objectives.mascot import CompletionDecoder, split_by_mask, symmetric_kl
 from ..objectives.mvm import build_head, masked_regression_loss
 
 _NO_DECAY_SUFFIXES = ("cls_token", "mask_token", "pos_embed", "temporal_embed", "logit_scale")
@@ -38,67 +40,135 @@ class VideoTextModule(L.LightningModule):
         model_cfg = self.cfg.model
         self.model = DualEncoder(model_cfg)
         self.mvm_cfg = model_cfg.mvm
-        if self.mvm_cfg.enabled:
-            # The snapshot is a frozen submodule, so it is saved, restored and sharded with the model.
+        self.mascot_cfg = model_cfg.mascot
+        width = self.model.video.width
+        target_dim = model_cfg.embed_dim if self.mvm_cfg.target == "joint" else width
+        if self.uses_snapshot:
+            # A frozen submodule, so it is saved, restored and sharded with the model.
             self.snapshot = copy.deepcopy(self.model.video).requires_grad_(False)
-            target_dim = model_cfg.embed_dim if self.mvm_cfg.target == "joint" else self.model.video.width
-            self.mvm_head = build_head(self.mvm_cfg.head, self.model.video.width, target_dim)
-        if not (self.mvm_cfg.enabled or model_cfg.mascot.enabled):
+        if self.mvm_cfg.enabled:
+            self.mvm_head = build_head(self.mvm_cfg.head, width, target_dim)
+        if self.mascot_cfg.enabled:
+            m = self.mascot_cfg
+            self.completion = CompletionDecoder(
+                width, self.model.text.width, target_dim, m.decoder_depth, m.decoder_heads, m.text_context
+            )
+        if not self.uses_snapshot:
             # Nothing masks: a parameter without gradients would stall DDP's gradient reduction.
             self.model.video.mask_token.requires_grad_(False)
         self.skipped: dict[str, int] = {}
 
+    @property
+    def uses_snapshot(self) -> bool:
+        return self.mvm_cfg.enabled or self.mascot_cfg.enabled
+
     def reset_snapshot(self) -> None:
         """Make the snapshot a copy of the online video encoder (after new weights were loaded)."""
-        if self.mvm_cfg.enabled:
+        if self.uses_snapshot:
             self.snapshot.load_state_dict(self.model.video.state_dict())
 
     # ------------------------------------------------------------------ training
-    def mvm_active(self) -> bool:
-        return self.mvm_cfg.enabled and self.global_step >= self.mvm_cfg.start_step
+    def masking_active(self) -> bool:
+        return self.mascot_cfg.enabled or (self.mvm_cfg.enabled and self.global_step >= self.mvm_cfg.start_step)
 
     def _mask_generator(self) -> torch.Generator:
         # Derived from (seed, step, rank): a resumed run draws the masks an uninterrupted one would.
         seed = (self.cfg.seed * 1_000_003 + self.global_step) * 1009 + self.global_rank
         return torch.Generator().manual_seed(seed)
 
-    def _mvm_targets(self, video: Tensor) -> Tensor:
-        with torch.no_grad():
-            self.snapshot.eval()
-            tokens = self.snapshot(video).tokens[:, 1:]
-            if self.mvm_cfg.target == "joint":
-                return self.model.video_proj(tokens)
-            return F.layer_norm(tokens, tokens.shape[-1:])
+    @torch.no_grad()
+    def _snapshot_targets(self, video: Tensor, with_attention: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+        """Targets at every patch from the snapshot on the unmasked clip and, for MASCOT, the
+        [CLS] attention read from the same forward pass."""
+        self.snapshot.eval()
+        out = self.snapshot(video, return_cls_attn=with_attention)
+        tokens = out.tokens[:, 1:]
+        if self.mvm_cfg.target == "joint":
+            return self.model.video_proj(tokens), out.cls_attn
+        return F.layer_norm(tokens, tokens.shape[-1:]), out.cls_attn
+
+    def _mvm_views(self, video: Tensor, generator: Optional[torch.Generator]) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """MILES: the masked clip's embedding and the regression of snapshot features."""
+        if generator is None:
+            return [self.model.embed_video(video)[0]], {}
+        grid = self.model.video.patch_embed.grid_size
+        mask = make_mask(self.mvm_cfg.mask_type, video.shape[0], video.shape[1], grid, self.mvm_cfg.mask_ratio, generator)
+        mask = mask.to(video.device).flatten(1)
+        emb, out = self.model.embed_video(video, mask=mask)
+        pred = self.mvm_head(out.tokens[:, 1:])
+        target = self._snapshot_targets(video)[0]
+        return [emb], {"mvm": masked_regression_loss(pred, target, mask, self.mvm_cfg.loss)}
+
+    def _complete(self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput) -> Tensor:
+        """Completion loss of one masked view, over the hidden positions flagged in ``counted``."""
+        queries, visible = split_by_mask(tokens, mask)
+        pred = self.completion(queries, visible, text.tokens, text.attention_mask)
+        hidden_target, _ = split_by_mask(target, mask)
+        hidden_counted, _ = split_by_mask(counted.unsqueeze(-1), mask)
+        return masked_regression_loss(pred, hidden_target, hidden_counted.squeeze(-1), self.mvm_cfg.loss)
+
+    def _mascot_views(
+        self, video: Tensor, text: TextEncoderOutput, generator: torch.Generator
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """MASCOT: the high- and low-informed masked views and the completion loss."""
+        m = self.mascot_cfg
+        b, t = video.shape[:2]
+        target, cls_attn = self._snapshot_targets(video, with_attention=m.masking == "attention")
+        if m.masking == "attention":
+            informed, high_mask, low_mask = attention_guided_masks(cls_attn, m.rho, m.mask_ratio, generator)
+        else:  # ablation: two random masks, every patch counted as informed
+            grid = self.model.video.patch_embed.grid_size
+            high_mask, low_mask = (random_mask(b, t, grid, m.mask_ratio, generator).to(video.device) for _ in range(2))
+            informed = torch.ones_like(high_mask)
+        informed, high_mask, low_mask = informed.flatten(1), high_mask.flatten(1), low_mask.flatten(1)
+
+        emb_high, out_high = self.model.embed_video(video, mask=high_mask)
+        completion = [self._complete(out_high.tokens[:, 1:], high_mask, informed, target, text)]
+        views = [emb_high]
+        if m.dual_mask:
+            emb_low, out_low = self.model.embed_video(video, mask=low_mask)
+            views.append(emb_low)
+            if m.reconstruct_low:  # ablation: also reconstruct the hidden background
+                completion.append(self._complete(out_low.tokens[:, 1:], low_mask, ~informed, target, text))
+        return views, {"completion": torch.stack(completion).mean()}
 
     def compute_losses(self, batch: dict[str, dict[str, Any]]) -> tuple[dict[str, Tensor], dict[str, float], int]:
         """Named losses, their weights, and the number of clips they were computed on (no losses
         when no clip of the batch could be read)."""
-        video_embs, text_embs, mvm_losses = [], [], []
-        generator = self._mask_generator() if self.mvm_active() else None
-        for sub in batch.values():
-            video = sub["video"]
-            if video.shape[0] == 0:
-                continue
-            mask = None
-            if generator is not None:
-                grid = self.model.video.patch_embed.grid_size
-                mask = make_mask(self.mvm_cfg.mask_type, video.shape[0], video.shape[1], grid, self.mvm_cfg.mask_ratio, generator)
-                mask = mask.to(video.device)
-            video_emb, video_out = self.model.embed_video(video, mask=mask)
-            if mask is not None:
-                pred = self.mvm_head(video_out.tokens[:, 1:])
-                mvm_losses.append(masked_regression_loss(pred, self._mvm_targets(video), mask.flatten(1), self.mvm_cfg.loss))
-            video_embs.append(video_emb)
-            text_embs.append(self.model.embed_text(sub["text"])[0])
-
-        if not video_embs:
+        parts = [sub for sub in batch.values() if sub["video"].shape[0]]
+        if not parts:
             return {}, {}, 0
-        losses = {"contrastive": contrastive_loss(torch.cat(video_embs), torch.cat(text_embs), self.model.scale)}
-        weights = {"contrastive": 1.0}
-        if mvm_losses:
-            losses["mvm"] = torch.stack(mvm_losses).mean()
-            weights["mvm"] = self.mvm_cfg.weight
-        return losses, weights, sum(e.shape[0] for e in video_embs)
+        generator = self._mask_generator() if self.masking_active() else None
+        views: list[list[Tensor]] = []
+        texts, terms = [], defaultdict(list)
+        for sub in parts:
+            text_emb, text_out = self.model.embed_text(sub["text"])
+            if self.mascot_cfg.enabled:
+                sub_views, sub_terms = self._mascot_views(sub["video"], text_out, generator)
+            else:
+                sub_views, sub_terms = self._mvm_views(sub["video"], generator)
+            views = views or [[] for _ in sub_views]
+            for i, emb in enumerate(sub_views):
+                views[i].append(emb)
+            texts.append(text_emb)
+            for name, value in sub_terms.items():
+                terms[name].append(value)
+
+        text = torch.cat(texts)
+        videos = [torch.cat(v) for v in views]
+        scale = self.model.scale
+        m = self.mascot_cfg
+        losses = {"contrastive": contrastive_loss(videos[0], text, scale)}
+        weights = {"contrastive": 1.0, "mvm": self.mvm_cfg.weight, "completion": m.completion_weight}
+        if len(videos) > 1:  # MASCOT's second (low-informed) view
+            losses["dual_contrastive"] = contrastive_loss(videos[1], text, scale)
+            weights["dual_contrastive"] = m.dual_contrastive_weight
+            if m.consistency == "sym_kl":
+                losses["consistency"] = symmetric_kl(videos[0], videos[1], text, scale)
+                weights["consistency"] = m.consistency_weight
+        for name, values in terms.items():
+            losses[name] = torch.stack(values).mean()
+        return losses, {k: weights[k] for k in losses}, videos[0].shape[0]
 
     def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
         for name, sub in batch.items():

@@ -1,0 +1,88 @@
+"""MASCOT: informed semantics completion and dual-mask co-learning.
+
+A reconstruction from the paper's abstract (REFERENCE.md section 3), not from its code: every
+number is a config key under ``model.mascot``. The clip is masked twice, guided by the [CLS]
+attention of the unmasked clip: once hiding high-informed patches (the foreground the caption is
+about), once hiding low-informed ones (background).
+
+- Completion: a light cross-attention decoder takes the encoder's outputs at the hidden
+  high-informed positions as queries and the visible tokens plus the caption's token features as
+  keys/values, and predicts the snapshot encoder's features of those patches. Hidden
+  low-informed patches are not reconstructed (``reconstruct_low`` turns that back on).
+- Co-learning: both masked views are aligned with the caption by the contrastive loss, and a
+  symmetric KL between their text-similarity distributions ties the two views together.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp
+from torch import Tensor, nn
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm cross-attention (queries attend to a padded context) followed by an MLP."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, 4 * dim, act_layer=nn.GELU)
+
+    def forward(self, x: Tensor, context: Tensor, context_valid: Tensor) -> Tensor:
+        b, nq, d = x.shape
+        h = self.heads
+        q = self.q(self.norm_q(x)).reshape(b, nq, h, d // h).transpose(1, 2)
+        k, v = self.kv(self.norm_kv(context)).reshape(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=context_valid[:, None, None, :])
+        x = x + self.proj(out.transpose(1, 2).reshape(b, nq, d))
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class CompletionDecoder(nn.Module):
+    """Predicts target features at hidden positions from visible tokens (and the caption)."""
+
+    def __init__(self, width: int, text_width: int, out_dim: int, depth: int, heads: int, text_context: bool) -> None:
+        super().__init__()
+        self.text_context = text_context
+        self.text_proj = nn.Linear(text_width, width) if text_context else None
+        self.blocks = nn.ModuleList(CrossAttentionBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, out_dim)
+
+    def forward(
+        self, queries: Tensor, visible: Tensor, text_tokens: Optional[Tensor] = None, text_mask: Optional[Tensor] = None
+    ) -> Tensor:
+        """queries (B, Q, D); visible (B, V, D); text_tokens (B, L, Dt) with text_mask (B, L)."""
+        context = visible
+        valid = torch.ones(visible.shape[:2], dtype=torch.bool, device=visible.device)
+        if self.text_context:
+            context = torch.cat([visible, self.text_proj(text_tokens)], dim=1)
+            valid = torch.cat([valid, text_mask.bool()], dim=1)
+        x = queries
+        for block in self.blocks:
+            x = block(x, context, valid)
+        return self.head(self.norm(x))
+
+
+def split_by_mask(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(hidden, visible) patch tokens, each (B, count, D); every row hides the same count."""
+    b, _, d = tokens.shape
+    return tokens[mask].reshape(b, -1, d), tokens[~mask].reshape(b, -1, d)
+
+
+def symmetric_kl(video_a: Tensor, video_b: Tensor, text: Tensor, scale: Tensor | float) -> Tensor:
+    """Symmetric KL between the two views' distributions over the batch's captions."""
+    log_a = F.log_softmax((scale * video_a @ text.T).float(), dim=-1)
+    log_b = F.log_softmax((scale * video_b @ text.T).float(), dim=-1)
+    kl_ab = F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")
+    kl_ba = F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")
+    return (kl_ab + kl_ba) / 2

@@ -1,0 +1,116 @@
+"""MASCOT: completion loss masking, text-conditioned decoder, both masked views train the encoder."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from vtr.config import ConfigError, load_config
+from vtr.masking import attention_guided_masks
+from vtr.modules.retrieval import VideoTextModule
+from vtr.objectives.mascot import CompletionDecoder, split_by_mask, symmetric_kl
+from vtr.objectives.mvm import masked_regression_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_completion_loss_counts_only_hidden_high_informed_patches():
+    torch.manual_seed(0)
+    b, t, n, d = 2, 2, 16, 8
+    attn = torch.rand(b, t, n)
+    informed, high_mask, _ = attention_guided_masks(attn, rho=0.5, ratio=0.25, generator=torch.Generator().manual_seed(0))
+    informed, mask = informed.flatten(1), high_mask.flatten(1)
+    target = torch.randn(b, t * n, d)
+    # The decoder predicts at hidden positions only; corrupting any other position is a no-op.
+    hidden_target, _ = split_by_mask(target, mask)
+    counted, _ = split_by_mask(informed.unsqueeze(-1), mask)
+    counted = counted.squeeze(-1)
+    assert counted.all()  # with rho >= ratio, the high mask hides high-informed patches only
+    pred = hidden_target.clone()
+    assert masked_regression_loss(pred, hidden_target, counted) == 0
+    pred[0, 0] += 1.0
+    assert masked_regression_loss(pred, hidden_target, counted) > 0
+    # A low-informed position among the hidden ones (as with the random-mask ablation) is ignored.
+    counted_low = counted.clone()
+    counted_low[0, 0] = False
+    assert masked_regression_loss(pred, hidden_target, counted_low) == 0
+
+
+def test_decoder_output_depends_on_the_caption_tokens_only_with_text_context():
+    torch.manual_seed(0)
+    queries, visible = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    text_a, text_b = torch.randn(2, 4, 12), torch.randn(2, 4, 12)
+    text_mask = torch.ones(2, 4, dtype=torch.long)
+    with_text = CompletionDecoder(16, 12, 8, depth=1, heads=2, text_context=True)
+    assert not torch.allclose(with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_b, text_mask))
+    # Padding tokens are not attended to.
+    text_mask[:, -1] = 0
+    text_c = text_a.clone()
+    text_c[:, -1] += 10
+    assert torch.allclose(with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_c, text_mask), atol=1e-6)
+    without = CompletionDecoder(16, 12, 8, depth=1, heads=2, text_context=False)
+    assert torch.equal(without(queries, visible, text_a, text_mask), without(queries, visible, text_b, text_mask))
+
+
+def test_symmetric_kl_is_zero_for_equal_views_and_symmetric():
+    torch.manual_seed(0)
+    a, b, text = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)
+    assert symmetric_kl(a, a, text, 5.0).abs() < 1e-6
+    assert torch.isclose(symmetric_kl(a, b, text, 5.0), symmetric_kl(b, a, text, 5.0))
+    assert symmetric_kl(a, b, text, 5.0) > 0
+
+
+def _module(tiny_demo_root, *overrides):
+    from test_training import tiny_overrides
+
+    cfg = load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + list(overrides))
+    return VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _batch(module, b=3, t=2):
+    torch.manual_seed(1)
+    res = module.model.video.patch_embed.img_size[0]
+    return {
+        "msrvtt": {
+            "video": torch.randn(b, t, 3, res, res),
+            "text": {"input_ids": torch.randint(5, 50, (b, 7)), "attention_mask": torch.ones(b, 7, dtype=torch.long)},
+        }
+    }
+
+
+def test_gradients_reach_the_encoder_through_both_masked_views(tiny_demo_root):
+    module = _module(tiny_demo_root)
+    losses, weights, _ = module.compute_losses(_batch(module))
+    assert set(losses) == {"contrastive", "dual_contrastive", "consistency", "completion"}
+    for name in ("contrastive", "dual_contrastive"):  # each view alone trains the video encoder
+        module.zero_grad()
+        losses[name].backward(retain_graph=True)
+        assert module.model.video.blocks[0].attn.qkv.weight.grad.abs().sum() > 0, name
+        assert module.model.video.mask_token.grad.abs().sum() > 0, name
+    module.zero_grad()
+    losses["completion"].backward(retain_graph=True)
+    assert module.completion.head.weight.grad.abs().sum() > 0
+    assert module.model.video.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in module.snapshot.parameters())
+
+
+def test_evaluation_applies_no_mask(tiny_demo_root):
+    module = _module(tiny_demo_root).eval()
+    batch = _batch(module)["msrvtt"]
+    batch.update(video_id=["a", "b", "c"], caption_video_id=["a", "b", "c"], caption_id=["a#0", "b#0", "c#0"])
+    with torch.no_grad():
+        out = module.validation_step(batch, 0)
+        assert torch.allclose(out["video"], module.model.embed_video(batch["video"])[0])
+
+
+def test_ablation_switches(tiny_demo_root):
+    single = _module(tiny_demo_root, "model.mascot.dual_mask=false")
+    assert set(single.compute_losses(_batch(single))[0]) == {"contrastive", "completion"}
+    random_masks = _module(tiny_demo_root, "model.mascot.masking=random")
+    assert "completion" in random_masks.compute_losses(_batch(random_masks))[0]
+
+
+def test_mascot_and_mvm_together_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.mvm.enabled"):
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mvm.enabled=true"])
