@@ -129,6 +129,21 @@ def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
+def _sample(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    num_frames: int,
+    mode: str,
+    rng: random.Random | None,
+) -> tuple[int, list[int]]:
+    """The clip's frame count and the frame indices to read."""
+    total = _frame_count(container, stream)
+    if total < 1:
+        raise MediaError(path, "cannot tell how many frames the video has")
+    return total, sample_frame_indices(total, num_frames, mode, rng)
+
+
 def read_video(path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None) -> torch.Tensor:
     """Sample ``num_frames`` frames as uint8 (T, C, H, W), decoding only what they need.
 
@@ -140,10 +155,7 @@ def read_video(path: str | Path, num_frames: int, mode: str, rng: random.Random 
     """
     path = Path(path)
     with _open_video(path) as (container, stream):
-        total = _frame_count(container, stream)
-        if total < 1:
-            raise MediaError(path, "cannot tell how many frames the video has")
-        indices = sample_frame_indices(total, num_frames, mode, rng)
+        total, indices = _sample(path, container, stream, num_frames, mode, rng)
         frames = container.decode(stream)
         first = next(frames, None)
         if first is None or first.pts is None:
@@ -210,10 +222,7 @@ def read_video_full_decode(
     """
     path = Path(path)
     with _open_video(path) as (container, stream):
-        total = _frame_count(container, stream)
-        if total < 1:
-            raise MediaError(path, "cannot tell how many frames the video has")
-        indices = sample_frame_indices(total, num_frames, mode, rng)
+        total, indices = _sample(path, container, stream, num_frames, mode, rng)
         wanted = set(indices)
         reformatter = VideoReformatter()
         decoded: dict[int, np.ndarray] = {}
