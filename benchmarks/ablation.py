@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(task: str, recipe: Path, seed: int, name: str, extra: list[str]) -> dict:
-    experiment = f"ablation_{name}_{recipe.stem}"
+def run_one(task: str, recipe: Path, seed: int, experiment: str, extra: list[str]) -> dict:
+    """Test metrics of one run, running it unless its folder already holds them."""
     run_dir = ROOT / "checkpoints" / experiment / f"seed{seed}"
     metrics = run_dir / "metrics.json"
     if not (metrics.is_file() and "test" in json.loads(metrics.read_text())):
@@ -51,7 +51,8 @@ def main() -> None:
 
     rows = []
     for recipe in args.recipes:
-        results = [run_one(args.task, recipe, seed, args.name, args.args)[args.dataset] for seed in args.seeds]
+        experiment = f"ablation_{args.name}_{recipe.stem}"
+        results = [run_one(args.task, recipe, seed, experiment, args.args)[args.dataset] for seed in args.seeds]
         row = {"recipe": recipe.stem, "seeds": args.seeds}
         for direction in ("t2v", "v2t"):
             for metric in ("R1", "R5", "R10"):
