@@ -51,3 +51,39 @@ def test_mvm_loss_ignores_visible_patches_and_is_zero_at_the_target():
     pred = target + 1.0
     assert torch.isclose(masked_regression_loss(pred, target, mask, "mse"), torch.tensor(1.0))
     assert masked_regression_loss(pred, target, torch.zeros_like(mask)) == 0
+
+
+def test_learning_rate_schedule_warms_up_then_follows_a_cosine():
+    import math
+
+    from vtr.modules.retrieval import lr_lambda
+
+    f = lr_lambda("cosine", warmup=4, total=104, min_ratio=0.1)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == 1.0 and abs(f(104) - 0.1) < 1e-12
+    assert abs(f(54) - (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))) < 1e-12
+    assert lr_lambda("constant", 0, 10, 0.0)(7) == 1.0
+
+
+def test_weight_decay_spares_norms_biases_embeddings_and_tokens(tiny_demo_root):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from test_training import tiny_overrides
+    from vtr.config import load_config
+    from vtr.modules.retrieval import VideoTextModule
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, Path("/tmp"), 1))
+    module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
+    module.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    names = {id(p): n for n, p in module.named_parameters()}
+    decayed = {names[id(p)] for p in groups[0]["params"]}
+    spared = {names[id(p)] for p in groups[1]["params"]}
+    assert groups[0]["weight_decay"] == cfg.optim.weight_decay and groups[1]["weight_decay"] == 0
+    assert {"model.video.pos_embed", "model.video.cls_token", "model.video.temporal_embed", "model.video.norm.weight"} <= spared
+    assert "model.text.model.embeddings.word_embeddings.weight" in spared
+    assert "model.video.blocks.0.attn.qkv.weight" in decayed and "model.video_proj.weight" in decayed
+    assert not any(n.startswith("snapshot.") for n in decayed | spared)  # the snapshot is not optimised

@@ -189,15 +189,14 @@ class VideoTextModule(L.LightningModule):
 
     # ---------------------------------------------------------------- evaluation
     def _embed_eval(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Unmasked clip and caption embeddings with their ids, for ``RetrievalEvaluator``."""
         video = batch["video"]
-        return {
-            "video": self.model.embed_video(video)[0] if video.shape[0] else video.new_zeros(0, self.cfg.model.embed_dim),
-            "text": self.model.embed_text(batch["text"])[0] if video.shape[0] else video.new_zeros(0, self.cfg.model.embed_dim),
-            "video_id": batch["video_id"],
-            "caption_video_id": batch["caption_video_id"],
-            "caption_id": batch["caption_id"],
-            "num_skipped": int(batch.get("num_skipped", 0)),
-        }
+        if video.shape[0]:
+            video_emb, text_emb = self.model.embed_video(video)[0], self.model.embed_text(batch["text"])[0]
+        else:  # every clip of the batch was unreadable
+            video_emb = text_emb = video.new_zeros(0, self.cfg.model.embed_dim)
+        ids = {key: batch[key] for key in ("video_id", "caption_video_id", "caption_id")}
+        return {"video": video_emb, "text": text_emb, **ids, "num_skipped": int(batch.get("num_skipped", 0))}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         return self._embed_eval(batch)
