@@ -1,8 +1,8 @@
 """Training-step throughput: clips/s for forward + backward + AdamW step (+ EMA update with MVM).
 
 Rows: the demo model and a ViT-B/16 + DistilBERT-sized model (random init, same architecture),
-each with contrastive loss only and with MILES masked visual modeling, and with attention
-through ``F.scaled_dot_product_attention`` vs an explicit softmax(QK^T)V in the same run.
+with contrastive loss only, with MILES masked visual modeling and (demo model) with MASCOT, and
+with attention through ``F.scaled_dot_product_attention`` vs an explicit softmax(QK^T)V.
 
     python benchmarks/bench_train_step.py [--batch 2] [--frames 4] [--steps 5] [--device cpu]
 """
@@ -44,10 +44,16 @@ MODELS = {
 }
 
 
-def make_module(overrides: list[str], mvm: bool, fused: bool, tokenizer: Path, device: str) -> VideoTextModule:
+OBJECTIVES = {
+    "contrastive": ["model.mvm.enabled=false"],
+    "MILES (MVM)": ["model.mvm.enabled=true"],
+    "MASCOT": ["model.mvm.enabled=false", "model.mascot.enabled=true", "model.mascot.decoder_heads=4"],
+}
+
+
+def make_module(overrides: list[str], objective: str, fused: bool, tokenizer: Path, device: str) -> VideoTextModule:
     cfg = load_config(
-        ROOT / "experiments/pretrain/demo.yaml",
-        [f"model.text.name_or_path={tokenizer}", f"model.mvm.enabled={str(mvm).lower()}", *overrides],
+        ROOT / "experiments/pretrain/demo.yaml", [f"model.text.name_or_path={tokenizer}", *OBJECTIVES[objective], *overrides]
     )
     module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True)).to(device)
     for layer in module.modules():
@@ -75,7 +81,7 @@ def step_seconds(module: VideoTextModule, batch: int, frames: int, steps: int, d
         sum(weights[k] * v for k, v in losses.items()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if module.mvm_cfg.enabled:
+        if module.uses_snapshot:
             ema_update(module.snapshot, module.model.video, 0.999)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -95,17 +101,18 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    print(f"| model | MVM | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})")
+    print(f"| model | objective | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})")
     print("|---|---|---|---|---|")
     for name, overrides in MODELS.items():
-        for mvm in (False, True):
+        for objective in OBJECTIVES if name.startswith("demo") else list(OBJECTIVES)[:2]:
             for fused in (True, False):
                 torch.manual_seed(0)
-                module = make_module(overrides, mvm, fused, args.tokenizer, args.device)
+                module = make_module(overrides, objective, fused, args.tokenizer, args.device)
                 seconds = step_seconds(module, args.batch, args.frames, args.steps, args.device)
-                row = {"model": name, "mvm": mvm, "attention": "sdpa" if fused else "explicit", "seconds_per_step": seconds, "clips_per_second": args.batch / seconds}
+                row = {"model": name, "objective": objective, "attention": "sdpa" if fused else "explicit",
+                       "seconds_per_step": seconds, "clips_per_second": args.batch / seconds}  # fmt: skip
                 rows.append(row)
-                print(f"| {name} | {'on' if mvm else 'off'} | {row['attention']} | {seconds:.3f} | {row['clips_per_second']:.2f} |", flush=True)
+                print(f"| {name} | {objective} | {row['attention']} | {seconds:.3f} | {row['clips_per_second']:.2f} |", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"batch": args.batch, "frames": args.frames, "device": args.device, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "torch": torch.__version__}
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
