@@ -42,7 +42,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test: $(ENV_STAMP) ## run the fast test suite (what CI runs)
 	$(PY) -m pytest -q
 
-test-slow: $(ENV_STAMP) ## run the slow tests too (end-to-end training, multi-process)
+test-slow: $(ENV_STAMP) ## run every test, including those marked slow or gpu (the latter skip without CUDA)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 demo-data: $(DEMO_ROOT)/DONE ## generate the synthetic demo corpus in data/demo
@@ -61,7 +61,7 @@ evaluate: $(ENV_STAMP) $(DATA_DEP) ## evaluate CKPT= on DATASET=, print the reca
 	$(PY) -m vtr evaluate -c experiments/finetune/$(DATASET).yaml \
 		init_from=$(or $(CKPT),$(shell ls -t checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
 
-tensorboard: $(ENV_STAMP) ## serve the TensorBoard logs under checkpoints/ on 127.0.0.1:$(PORT)
+tensorboard: $(ENV_STAMP) ## serve the TensorBoard logs under checkpoints/ on 127.0.0.1 (PORT=6006)
 	$(PY) -m tensorboard.main --logdir checkpoints --host 127.0.0.1 --port $(PORT)
 
 bench: $(ENV_STAMP) $(DEMO_ROOT)/DONE ## run every benchmark (tables printed, JSON in benchmarks/results/)
