@@ -114,3 +114,20 @@ def test_every_experiment_runs_a_step(path, tiny_demo_root, tmp_path):
     results = run(cfg)
     for name in cfg.data.test:
         assert results["test"][name]["num_videos"] > 0
+
+
+def test_finetuning_inherits_the_checkpoint_architecture_and_rejects_a_mismatch(tiny_demo_root, tmp_path):
+    from vtr.weights import CheckpointMismatch
+
+    pre = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["data.test=[]"])
+    run(pre)
+    ckpt = resolve_run_dir(pre).parent / "version_0/checkpoints/last.ckpt"
+    # The fine-tuning recipe names no architecture: it comes from the checkpoint.
+    ft = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={ckpt}", f"data.root={tiny_demo_root}", "data.num_workers=0"])
+    assert ft.model.video.width == 32 and ft.model.text.width == 32 and not ft.model.mvm.enabled
+    module = build_module(ft)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert torch.equal(module.model.video.pos_embed, state["model.video.pos_embed"])
+    deeper = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={ckpt}", "model.video.depth=2"])
+    with pytest.raises(CheckpointMismatch, match=r"missing: .*model\.video\.blocks\.1\."):
+        build_module(deeper)

@@ -21,7 +21,7 @@ from .modules.retrieval import VideoTextModule
 from .report import print_report
 from .weights import fit_temporal_embed, load_checked, load_image_vit, read_state_dict
 
-_OPTIONAL_PARTS = ("snapshot.", "mvm_head.", "mascot.")
+_OPTIONAL_PARTS = ("snapshot.", "mvm_head.", "completion.")  # objective-specific parts
 
 
 def check_data(cfg: DictConfig) -> None:
