@@ -56,7 +56,7 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
-    evaluator = RetrievalEvaluator(output=run_dir / "metrics.json")
+    evaluator = RetrievalEvaluator(run_dir / "metrics.json", cfg.tie_break, cfg.report_dual_softmax)
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step")]
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None

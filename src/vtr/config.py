@@ -166,7 +166,9 @@ class RunConfig:
     output_dir: str = "checkpoints"
     seed: int = 0
     init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
-    resume: Optional[str] = None  # a last.ckpt to continue, optimizer and data order included
+    resume: Optional[str] = None  # a last.ckpt to continue
+    tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
+    report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -175,6 +177,7 @@ class RunConfig:
 
 _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
+    "tie_break": ("average", "optimistic"),
     "model.text.pooling": ("cls", "mean"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
