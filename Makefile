@@ -20,13 +20,14 @@ CKPT ?=
 RESUME ?=
 ARGS ?=
 PORT ?= 6006
+SLURM_TEST ?=
 
 # The demo corpus is generated on first use; a real DATA_ROOT is read as it is.
 DATA_DEP := $(if $(filter $(DEMO_ROOT),$(DATA_ROOT)),$(DEMO_ROOT)/DONE,)
 RUN_ARGS = data.root=$(DATA_ROOT) $(if $(RESUME),resume=$(RESUME),) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow demo-data pretrain finetune evaluate tensorboard bench clean
+.PHONY: help install test test-slurm test-slow demo-data pretrain finetune evaluate tensorboard bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -39,8 +40,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-test: $(ENV_STAMP) ## run the fast test suite (what CI runs)
+test: $(ENV_STAMP) ## the fast test suite, then test-slurm where Slurm can run (what CI runs; SLURM_TEST=0 skips it)
 	$(PY) -m pytest -q
+	@if [ "$(SLURM_TEST)" = 0 ]; then why="SLURM_TEST=0"; else why=$$($(PY) tests/slurm_cluster.py check); fi; \
+	if [ "$$why" = ok ]; then $(MAKE) --no-print-directory test-slurm; \
+	else echo "*** make test: the Slurm requeue test (make test-slurm) was NOT run: $$why"; fi
+
+test-slurm: $(ENV_STAMP) ## as root: start a one-node Slurm here (apt-installs it), pre-empt a 2-task demo pre-training, check it requeues and resumes (~3 min)
+	VTR_REQUIRE_SLURM=1 $(PY) -m pytest -q -m slow tests/test_slurm.py
 
 test-slow: $(ENV_STAMP) ## run every test, including those marked slow or gpu (the latter skip without CUDA)
 	$(PY) -m pytest -q -m "slow or not slow"
@@ -55,11 +62,11 @@ pretrain: $(ENV_STAMP) $(DATA_DEP) ## pre-train (EXP=demo | miles_webvid_cc3m | 
 
 finetune: $(ENV_STAMP) $(DATA_DEP) ## fine-tune DATASET= from CKPT= (default: latest demo pre-training), then test
 	$(PY) -m vtr finetune -c experiments/finetune/$(DATASET)$(if $(filter-out demo,$(EXP)),_$(EXP),).yaml \
-		init_from=$(or $(CKPT),$(shell ls -t checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
+		init_from=$(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
 
 evaluate: $(ENV_STAMP) $(DATA_DEP) ## evaluate CKPT= on DATASET=, print the recall table, write metrics.json
 	$(PY) -m vtr evaluate -c experiments/finetune/$(DATASET).yaml \
-		init_from=$(or $(CKPT),$(shell ls -t checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
+		init_from=$(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
 
 tensorboard: $(ENV_STAMP) ## serve the TensorBoard logs under checkpoints/ on 127.0.0.1 (PORT=6006)
 	$(PY) -m tensorboard.main --logdir checkpoints --host 127.0.0.1 --port $(PORT)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from data_modules import READERS
 from data_modules.dataset import Collator, VideoTextDataset
+from data_modules.resumable import ResumableLoader, ResumableSampler, mix_seed
 from data_modules.video import build_transform
 
 if TYPE_CHECKING:
@@ -23,10 +24,13 @@ class RetrievalDataModule(pl.LightningDataModule):
     ``{name: batch}`` (``CombinedLoader``, ``max_size_cycle``: an epoch ends with the longest
     dataset, shorter ones restart). Validation and testing give one loader per name, in config
     order; ``val_names`` / ``test_names`` tell which is which (the first val set selects checkpoints).
+    Training loaders are ``ResumableLoader``s: their order and augmentation follow from ``seed``,
+    and a resumed run continues them where the checkpoint left off.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer: Any) -> None:
+    def __init__(self, cfg: DataConfig, tokenizer: Any, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed
         if cfg.input_res is None:
             raise ValueError("data.input_res is unset; vtr.config.load_config sets it from model.video.img_size")
         self.cfg = cfg
@@ -56,17 +60,31 @@ class RetrievalDataModule(pl.LightningDataModule):
         num_frames = self.cfg.num_frames if train else (self.cfg.eval_num_frames or self.cfg.num_frames)
         return VideoTextDataset(records, num_frames, build_transform(self.cfg.input_res, train, self.cfg.hflip, self.cfg.crop_scale), train)
 
-    def _loader(self, dataset: VideoTextDataset, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, dataset: VideoTextDataset, batch_size: int) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
-            drop_last=train,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             collate_fn=self.collate,
+        )
+
+    def _train_loader(self, name: str, dataset: VideoTextDataset) -> ResumableLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        seed = mix_seed(self.seed, name)
+        workers = self.cfg.num_workers
+        return ResumableLoader(
+            dataset,
+            ResumableSampler(dataset, seed, num_replicas=world, rank=rank),
+            self.cfg.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=self.collate,
+            generator=torch.Generator().manual_seed(seed),  # leaves the global RNG to the model
         )
 
     def train_dataloader(self) -> CombinedLoader:
@@ -76,11 +94,11 @@ class RetrievalDataModule(pl.LightningDataModule):
                     f"training set {name} has {len(dataset)} items, fewer than data.batch_size={self.cfg.batch_size}: "
                     "no full batch to train on"
                 )
-        loaders = {name: self._loader(ds, self.cfg.batch_size, True) for name, ds in self.train_sets.items()}
+        loaders = {name: self._train_loader(name, ds) for name, ds in self.train_sets.items()}
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.val_sets[name], self.cfg.eval_batch_size, False) for name in self.val_names]
+        return [self._loader(self.val_sets[name], self.cfg.eval_batch_size) for name in self.val_names]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.test_sets[name], self.cfg.eval_batch_size, False) for name in self.test_names]
+        return [self._loader(self.test_sets[name], self.cfg.eval_batch_size) for name in self.test_names]

@@ -56,19 +56,29 @@ class VideoTextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        """``key`` is an index, or (index, seed) from ``ResumableSampler``: then the caption, the
+        frames and the crop are drawn from that seed alone, not from the global RNGs."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        rng = random.Random(seed) if seed is not None else random
         record = self.records[index]
         try:
             if record.is_image:
                 frames = read_image(record.path)
             else:
-                frames = read_video(record.path, self.num_frames, "rand" if self.train else "uniform")
+                frames = read_video(record.path, self.num_frames, "rand" if self.train else "uniform", rng)
         except MediaError as err:
             log.warning("skipping %s (video %s): %s", err.path, record.video_id, err.reason)
             return None
-        item: dict[str, Any] = {"video": self.transform(frames), "video_id": record.video_id}
+        if seed is None:
+            video = self.transform(frames)
+        else:
+            with torch.random.fork_rng(devices=[]):  # torchvision draws from the global torch RNG
+                torch.random.default_generator.manual_seed(seed)
+                video = self.transform(frames)
+        item: dict[str, Any] = {"video": video, "video_id": record.video_id}
         if self.train:
-            item["caption"] = random.choice(record.captions)
+            item["caption"] = rng.choice(record.captions)
         else:
             item["captions"] = list(record.captions)
             if record.caption_ids is not None:

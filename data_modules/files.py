@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -10,6 +11,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vtr.config import DataConfig
+
+
+log = logging.getLogger("data_modules")
 
 
 class DatasetFileNotFoundError(FileNotFoundError):
@@ -47,8 +51,9 @@ class VideoFinder:
     and an absolute subdir is taken as is.
     """
 
-    def __init__(self, root: Path, subdirs: Sequence[str]) -> None:
+    def __init__(self, root: Path, subdirs: Sequence[str], max_missing: float = 0.0) -> None:
         self.folders = [root / sub for sub in subdirs]
+        self.max_missing = max_missing  # the fraction of videos ``find_videos`` lets be missing
         self._listings: dict[Path, frozenset[str]] = {}
 
     def __call__(self, *names: str) -> Path | None:
@@ -74,24 +79,31 @@ class VideoFinder:
 def video_finder(root: Path, cfg: DataConfig, subdirs: Sequence[str]) -> VideoFinder:
     """A finder over a dataset's usual ``subdirs``, after ``data.video_dir`` where set: users keep
     videos wherever their disks have room, or re-encoded copies beside the originals."""
-    return VideoFinder(root, [cfg.video_dir, *subdirs] if cfg.video_dir else subdirs)
+    return VideoFinder(root, [cfg.video_dir, *subdirs] if cfg.video_dir else subdirs, cfg.max_missing_videos)
 
 
 def find_videos(find: VideoFinder, candidates: Sequence[Sequence[str]], dataset: str) -> list[Path]:
     """The file of each item: the first of its candidate names that ``find`` finds.
 
-    A missing video is an error naming the count and the first one, since silently dropping
-    videos would change the benchmark."""
+    Missing videos are never dropped silently, since that would change the benchmark. Up to
+    ``find.max_missing`` of them (``data.max_missing_videos``; a few lost files of a large
+    download) are logged here and kept, at the path where the first folder would hold them: the
+    loader then skips them as unreadable and they are counted with the split's skipped samples
+    (TensorBoard ``data/skipped_*``, the final table). More than that (most likely a wrong
+    ``data.video_dir``) is an error naming the count, the first one and the folders searched."""
     paths, missing = [], []
     for names in candidates:
         path = find(*names)
         if path is None:
             missing.append(names)
-        else:
-            paths.append(path)
+            path = find.folders[0] / names[0] if find.folders else Path(names[0])
+        paths.append(path)
     if missing:
-        raise DatasetFileNotFoundError(
+        message = (
             f"{len(missing)} of {len(candidates)} {dataset} videos not found (first: {' or '.join(missing[0])}); "
             f"looked in {find.describe()}"
         )
+        if len(missing) > find.max_missing * len(candidates):
+            raise DatasetFileNotFoundError(f"{message} (data.max_missing_videos={find.max_missing:g})")
+        log.warning("%s; they will be skipped and counted as skipped samples", message)
     return paths

@@ -113,10 +113,27 @@ def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.vi
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
+            _check_complete(path, stream)
             stream.thread_type = "AUTO"
             yield container, stream
     except av.FFmpegError as err:
         raise MediaError(path, f"{type(err).__name__}: {err}") from err
+
+
+def _check_complete(path: Path, stream: av.video.stream.VideoStream) -> None:
+    """A file shorter than its own index says is truncated, and unreadable as a whole.
+
+    A truncated mp4 whose index comes first (as web video's does) still opens, and the frames
+    before the cut still decode: whether a clip could be read would then depend on which frames
+    were sampled (a different answer each epoch in training, a partly decoded last frame at the
+    cut). So any truncation the index reveals makes the file unreadable, whichever frames are
+    asked for. Files without an index are read as far as the sampled frames need; a frame past
+    the end is a ``MediaError`` too.
+    """
+    end = max((e.pos + e.size for e in stream.index_entries if e.pos >= 0), default=0)
+    size = path.stat().st_size
+    if end > size:
+        raise MediaError(path, f"truncated: {size} bytes, but the index refers to bytes up to {end}")
 
 
 def _rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:

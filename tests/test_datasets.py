@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from media_files import frame_number, write_clip, write_image
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from data_modules import READERS
 from data_modules.datamodule import RetrievalDataModule
 from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
 from data_modules.files import DatasetFileNotFoundError, VideoFinder
+from data_modules.resumable import ResumableSampler
 from data_modules.video import build_transform
 from vtr.config import DataConfig
 
@@ -235,7 +236,7 @@ def test_data_module_on_the_demo_corpus(tiny_demo_root):
     dm.setup("test")
     combined = dm.train_dataloader()
     for loader in combined.iterables.values():
-        assert loader.drop_last and isinstance(loader.sampler, RandomSampler) and loader.batch_size == 2
+        assert loader.drop_last and isinstance(loader.sampler, ResumableSampler) and loader.batch_size == 2
     batch, _, _ = next(iter(combined))  # CombinedLoader yields (batch, batch_idx, loader_idx)
     assert set(batch) == {"webvid", "cc3m"}
     assert batch["webvid"]["video"].shape == (2, 4, 3, 32, 32) and batch["webvid"]["video"].dtype == torch.float32

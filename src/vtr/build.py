@@ -7,37 +7,50 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
+from data_modules import READERS
 from data_modules.datamodule import RetrievalDataModule
 
+from .callbacks.progress import StepBudgetProgressBar
 from .callbacks.retrieval_eval import RetrievalEvaluator
+from .callbacks.rng_state import RNGState
+from .callbacks.slurm_requeue import SlurmRequeue
 from .callbacks.snapshot_ema import SnapshotEMA
+from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, resolve_run_dir
 from .modules.retrieval import VideoTextModule
 from .report import print_report
+from .sharding import build_strategy
 from .weights import fit_temporal_embed, load_checked, load_image_vit, read_state_dict
 
 _OPTIONAL_PARTS = ("snapshot.", "mvm_head.", "completion.")  # objective-specific parts
 
 
 def check_data(cfg: DictConfig) -> None:
-    """Fail before any work if a named dataset has no folder under ``data.root``."""
+    """Fail before any work if a named dataset has no folder under ``data.root``, or a test set
+    cannot be listed. Training and validation sets are read before the first step anyway; the
+    test sets only after training, so their files (annotations, videos) are checked here, at the
+    cost of reading their (small) lists twice."""
     root = Path(cfg.data.root)
     names = cfg.data.val + cfg.data.test + ([] if cfg.task == "evaluate" else cfg.data.train)
     for name in dict.fromkeys(names):
+        if name not in READERS:
+            raise ConfigError(f"config key 'data': unknown dataset '{name}'; known: {', '.join(sorted(READERS))}")
         if not (root / name).is_dir():
             raise ConfigError(
                 f"config key 'data.root': dataset '{name}' expected in folder {root / name}, which does not exist"
             )
+    for name in cfg.data.test:
+        READERS[name](root / name, "test", cfg.data)  # errors name the file expected and where
 
 
 def build_datamodule(cfg: DictConfig) -> RetrievalDataModule:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.text.name_or_path)
-    return RetrievalDataModule(cfg.data, tokenizer)
+    return RetrievalDataModule(cfg.data, tokenizer, seed=cfg.seed)
 
 
 def build_module(cfg: DictConfig) -> VideoTextModule:
@@ -57,7 +70,8 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
     evaluator = RetrievalEvaluator(run_dir / "metrics.json", cfg.tie_break, cfg.report_dual_softmax)
-    callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step")]
+    callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState()]
+    callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None
     callbacks.append(
@@ -73,9 +87,19 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
     if cfg.model.mvm.enabled or cfg.model.mascot.enabled:  # both use the snapshot's EMA settings
         callbacks.append(SnapshotEMA(cfg.model.mvm.ema_momentum, cfg.model.mvm.ema_schedule))
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar())
+        callbacks.append(StepBudgetProgressBar())
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer), default_root_dir=str(run_dir), logger=logger, callbacks=callbacks)
+    # Checkpoints are written to <path>.tmp, fsync'ed and renamed: a crash mid-save keeps the previous one.
+    trainer = L.Trainer(
+        **{**OmegaConf.to_container(cfg.trainer), "strategy": build_strategy(cfg)},  # fsdp / fsdp2: vtr/sharding.py
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        # FSDP2 all-gathers parameters in evaluation too; tensors made under inference_mode could
+        # not serve the next training step (no_grad is what Lightning uses for FSDP1 already)
+        inference_mode=cfg.trainer.strategy != "fsdp2",
+    )
     return trainer, evaluator
 
 

@@ -119,6 +119,9 @@ class DataConfig:
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
     video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
+    # Readers that list a split's videos: up to this fraction may be missing (logged, then skipped
+    # and counted like unreadable ones); more is an error, most likely a wrong folder
+    max_missing_videos: float = 0.1
     action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
     prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
     max_train_samples: Optional[int] = None  # subsets, for smoke tests
@@ -142,7 +145,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
-    strategy: str = "auto"
+    strategy: str = "auto"  # auto | ddp | fsdp | fsdp2 (sharded: see FSDPConfig) | any other Lightning name
     precision: str = "32-true"
     max_steps: int = -1
     max_epochs: Optional[int] = None
@@ -159,6 +162,21 @@ class TrainerConfig:
 
 
 @dataclass
+class FSDPConfig:
+    """Sharded training, read when ``trainer.strategy`` is ``fsdp`` (Lightning's FSDPStrategy,
+    FSDP1, GPU only) or ``fsdp2`` (ModelParallelStrategy with ``fully_shard`` per transformer
+    block, then per encoder, then the whole module; CPU with gloo too). bf16 mixed precision is
+    ``trainer.precision=bf16-mixed``: bf16 compute and all-gathers, fp32 weights and gradient
+    reduction. Any other strategy ignores this section."""
+
+    activation_checkpointing: bool = False  # recompute each video / text transformer block in backward
+    # false: a full state dict gathered on rank 0, one .ckpt file like any other run's.
+    # true: each rank writes its shard, the checkpoint is a folder (DCP files + meta.pt); init_from,
+    # resume and evaluate read such folders as well (vtr.weights.read_state_dict).
+    sharded_checkpoint: bool = False
+
+
+@dataclass
 class RunConfig:
     task: str = "pretrain"  # pretrain | finetune | evaluate
     experiment: str = "default"
@@ -169,15 +187,20 @@ class RunConfig:
     resume: Optional[str] = None  # a last.ckpt to continue
     tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
+    # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
+    # terms, before anything is saved) | skip (no optimizer or EMA update; counted as train/nonfinite_skipped)
+    nonfinite_loss: str = "stop"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
 
 
 _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
     "tie_break": ("average", "optimistic"),
+    "nonfinite_loss": ("stop", "skip"),
     "model.text.pooling": ("cls", "mean"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
@@ -190,7 +213,10 @@ _CHOICES = {
     "data.msrvtt_test_captions": ("jsfusion", "all"),
     "optim.schedule": ("cosine", "constant"),
 }
-_FRACTIONS = ("model.mvm.mask_ratio", "model.mascot.rho", "model.mascot.mask_ratio", "model.mvm.ema_momentum")
+_FRACTIONS = (
+    "model.mvm.mask_ratio", "model.mascot.rho", "model.mascot.mask_ratio", "model.mvm.ema_momentum",
+    "data.max_missing_videos",
+)  # fmt: skip
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -217,16 +243,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def checkpoint_model_config(path: str) -> Optional[dict]:
     """The ``model`` section a checkpoint of this project was trained with, if it carries one."""
-    if not Path(path).is_file():
+    if not _is_checkpoint(path):
         raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
     import torch
 
+    if Path(path).is_dir():  # a sharded checkpoint: everything but the tensors is in meta.pt
+        path = str(Path(path) / "meta.pt")
     try:
         ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
     except Exception as err:  # a truncated or foreign file: name it
         raise ConfigError(f"config key 'init_from': cannot read checkpoint {path}: {err}") from None
     config = (ckpt.get("hyper_parameters") or {}).get("config") if isinstance(ckpt, dict) else None
     return config["model"] if config and "model" in config else None
+
+
+def _is_checkpoint(path: str) -> bool:
+    """A checkpoint file, or the folder of a sharded one (``fsdp.sharded_checkpoint``)."""
+    return Path(path).is_file() or (Path(path) / "meta.pt").is_file()
 
 
 def read_yaml(path: Path) -> DictConfig:
@@ -275,11 +308,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config key 'data.input_res': {cfg.data.input_res} differs from model.video.img_size {video.img_size}"
         )
+    if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
+        raise ConfigError(
+            "config key 'trainer.strategy': fsdp (Lightning's FSDPStrategy) needs GPUs; on the CPU use fsdp2 or ddp"
+        )
     if cfg.task != "evaluate" and not cfg.data.train:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):
         value = cfg[key]
-        if value is not None and not Path(value).is_file():
+        if value is not None and not _is_checkpoint(value):
             raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
 
 

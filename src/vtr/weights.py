@@ -27,6 +27,13 @@ class CheckpointMismatch(ValueError):
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
+    if path.is_dir() and (path / "meta.pt").is_file():  # a sharded FSDP checkpoint (fsdp.sharded_checkpoint)
+        from .sharding import read_sharded_state_dict
+
+        try:
+            return read_sharded_state_dict(path)
+        except Exception as err:
+            raise CheckpointMismatch(f"cannot read sharded checkpoint {path}: {err}") from None
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":

@@ -3,6 +3,9 @@
 The update runs once per optimizer step (not per micro-batch under gradient accumulation):
 ``snapshot = m * snapshot + (1 - m) * online``, parameter by parameter, in place, so it works
 the same on replicated (DDP) and sharded (FSDP2) parameters and every rank stays identical.
+A step the module skipped (every clip unreadable, or a non-finite loss with
+``nonfinite_loss=skip``) leaves the online encoder without gradients, so the optimizer leaves it
+as it was, and so does this callback: no EMA update either.
 """
 
 from __future__ import annotations
@@ -32,14 +35,20 @@ class SnapshotEMA(L.Callback):
         self.momentum = momentum
         self.schedule = schedule
         self._last_step = 0
+        self._has_grads = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_step = trainer.global_step
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        self._has_grads = any(p.grad is not None for p in pl_module.model.video.parameters())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step == self._last_step:  # accumulating: no optimizer step yet
             return
         self._last_step = trainer.global_step
+        if not self._has_grads:  # a skipped step: the optimizer left the online encoder as it was
+            return
         m = momentum_at(self.momentum, self.schedule, trainer.global_step, int(trainer.estimated_stepping_batches))
         ema_update(pl_module.snapshot, pl_module.model.video, m)
         pl_module.log("train/ema_momentum", m, batch_size=1)

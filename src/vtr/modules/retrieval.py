@@ -57,6 +57,8 @@ class VideoTextModule(L.LightningModule):
             # Nothing masks: a parameter without gradients would stall DDP's gradient reduction.
             self.model.video.mask_token.requires_grad_(False)
         self.skipped: dict[str, int] = {}
+        self.nonfinite_skipped = 0  # training steps skipped for a NaN / infinite loss (nonfinite_loss=skip)
+        self._trained = False  # whether a micro-batch of the current optimizer step gave a loss
 
     @property
     def uses_snapshot(self) -> bool:
@@ -66,6 +68,18 @@ class VideoTextModule(L.LightningModule):
         """Make the snapshot a copy of the online video encoder (after new weights were loaded)."""
         if self.uses_snapshot:
             self.snapshot.load_state_dict(self.model.video.state_dict())
+
+    def configure_model(self) -> None:
+        """Under ``trainer.strategy=fsdp2`` (Lightning's ModelParallelStrategy, which sets the
+        device mesh), shard with FSDP2 ``fully_shard``: blocks, encoders (the snapshot like the
+        online video encoder), then this module. Other strategies leave the model as it is."""
+        if self.device_mesh is None:
+            return
+        from ..sharding import apply_fully_shard
+
+        apply_fully_shard(
+            self, self.device_mesh["data_parallel"], self.cfg.trainer.precision, self.cfg.fsdp.activation_checkpointing
+        )
 
     # ------------------------------------------------------------------ training
     def masking_active(self) -> bool:
@@ -174,14 +188,82 @@ class VideoTextModule(L.LightningModule):
         for name, sub in batch.items():
             self._count_skipped(f"train_{name}", sub)
         losses, weights, batch_size = self.compute_losses(batch)
-        if not losses:  # every clip of the batch was unreadable: Lightning skips the step
-            return None
-        total = sum(weights[k] * v for k, v in losses.items())
-        for name, value in losses.items():
-            self.log(f"train/loss_{name}", value, batch_size=batch_size)
-        self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
-        self.log("train/logit_scale", self.model.scale, batch_size=batch_size)
-        return total
+        total = sum(weights[k] * v for k, v in losses.items()) if losses else None
+        skip = self._skip_step(total, losses, weights, batch_idx)
+        if total is not None:  # also a skipped non-finite loss, as it was (else Lightning repeats the last value)
+            for name, value in losses.items():
+                self.log(f"train/loss_{name}", value, batch_size=batch_size)
+            self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+            self.log("train/logit_scale", self.model.scale, batch_size=batch_size)
+        if not skip:
+            self._trained = True
+            return total
+        if self.trainer.world_size == 1:
+            return None  # Lightning skips backward (and optimizer_step drops the update)
+        # Lightning refuses None in distributed training: a zero loss that reaches every trainable
+        # parameter keeps each rank's gradient all-reduce in step, and optimizer_step drops the update.
+        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Lightning's step, except that one none of whose micro-batches was trained on (all
+        skipped, see ``_skip_step``) changes nothing: its gradients are dropped, so AdamW leaves
+        every parameter and its moments as they were (no weight decay either), and the snapshot's
+        EMA, which follows the gradients, waits too. The schedule and ``global_step`` move on."""
+
+        def closure() -> Any:
+            result = optimizer_closure()
+            trained, self._trained = self._trained, False
+            if trained:
+                return result
+            optimizer.zero_grad(set_to_none=True)
+            return None  # the precision plugins then skip the step (and AMP's unscaling)
+
+        optimizer.step(closure=closure)
+
+    def _skip_step(
+        self, total: Optional[Tensor], losses: dict[str, Tensor], weights: dict[str, float], batch_idx: int
+    ) -> bool:
+        """Whether every rank skips this step: some rank's clips were all unreadable (no loss), or
+        some rank's loss is NaN / infinite and ``nonfinite_loss`` is ``skip``; with ``stop``, a
+        non-finite loss raises on every rank, before the update (and so before any checkpoint of
+        its weights). Ranks must agree, or the ones that train on wait forever in the gradient
+        reduction for those that skipped: the flags are summed over ranks (one small all-reduce)."""
+        nonfinite = total is not None and not bool(torch.isfinite(total.detach()))
+        flags = torch.tensor([float(total is None), float(nonfinite)], device=self.device)
+        if self.trainer.world_size > 1:
+            flags = self.trainer.strategy.reduce(flags, reduce_op="sum")
+        num_empty, num_nonfinite = (int(v) for v in flags.tolist())
+        if num_nonfinite:
+            if self.cfg.nonfinite_loss == "stop":
+                world = self.trainer.world_size
+                where = "" if world == 1 else f" on {num_nonfinite} of {world} ranks"
+                terms = ", ".join(f"{k}={v.item():.4g} (weight {weights[k]:g})" for k, v in losses.items())
+                raise FloatingPointError(
+                    f"non-finite training loss at step {self.global_step} (batch {batch_idx}){where}; loss terms on "
+                    f"rank {self.global_rank}: {terms or 'none (no readable clip)'}. Stopped before the optimizer "
+                    "step, so no checkpoint holds its weights; nonfinite_loss=skip skips such steps instead"
+                )
+            self.nonfinite_skipped += 1
+        if self.cfg.nonfinite_loss == "skip":
+            self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), reduce_fx="max", batch_size=1)
+        return bool(num_empty or num_nonfinite)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write a checkpoint whose weights hold a NaN or infinity (a non-finite gradient
+        gets past the loss check): the error stops the run and the previous checkpoint stays."""
+        bad = []
+        for name, value in checkpoint.get("state_dict", {}).items():
+            if isinstance(value, Tensor) and value.is_floating_point():
+                local = value.to_local() if hasattr(value, "to_local") else value  # DTensor shards
+                if not bool(torch.isfinite(local).all()):
+                    bad.append(name)
+        # Under sharding each rank holds (and checks) a part: agree, so that every rank stops.
+        if self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            raise FloatingPointError(
+                f"not saving the checkpoint of step {self.global_step}: non-finite weights in "
+                f"{', '.join(bad[:5]) or 'another rank'}{' ...' if len(bad) > 5 else ''}; "
+                "the previous checkpoint is kept"
+            )
 
     def _count_skipped(self, split: str, batch: dict[str, Any]) -> None:
         self.skipped[split] = self.skipped.get(split, 0) + int(batch.get("num_skipped", 0))
