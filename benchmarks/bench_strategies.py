@@ -66,6 +66,7 @@ def overrides(args: argparse.Namespace, strategy: str, out_dir: Path) -> list[st
         f"model.text.name_or_path={args.data_root}/tokenizer",
         "model.text.pretrained=false",
         "model.video.pretrained=null",
+        "model.mvm.start_step=0",  # MILES from the first step
         *MODELS[args.model],
         f"data.batch_size={args.batch}",
         f"data.num_frames={args.frames}",

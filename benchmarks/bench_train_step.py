@@ -46,7 +46,7 @@ MODELS = {
 
 OBJECTIVES = {
     "contrastive": ["model.mvm.enabled=false"],
-    "MILES (MVM)": ["model.mvm.enabled=true"],
+    "MILES (MVM)": ["model.mvm.enabled=true", "model.mvm.start_step=0"],
     "MASCOT": ["model.mvm.enabled=false", "model.mascot.enabled=true", "model.mascot.decoder_heads=4"],
 }
 

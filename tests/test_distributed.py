@@ -104,15 +104,20 @@ def test_two_process_evaluation_matches_one_process(tiny_demo_root, tmp_path):
                 assert abs(value - two[direction][metric]) < 1e-6, (name, direction, metric)
 
 
-@pytest.mark.parametrize("recipe", ["demo.yaml", "demo_contrastive.yaml"])
-def test_two_process_ddp_training_runs(recipe, tiny_demo_root, tmp_path):
-    """DDP refuses parameters that get no gradient; every recipe must train on 2 ranks."""
+@pytest.mark.parametrize(
+    ("recipe", "extra"),
+    [("demo.yaml", ["model.mvm.start_step=1"]), ("demo_contrastive.yaml", [])],
+    ids=["demo-mvm-warmup", "demo_contrastive"],
+)
+def test_two_process_ddp_training_runs(recipe, extra, tiny_demo_root, tmp_path):
+    """DDP refuses parameters that get no gradient; every recipe must train on 2 ranks, MILES
+    also across its warm-up (step 0 without MVM, step 1 with it)."""
     import subprocess
     import sys
 
     from test_training import tiny_overrides
 
-    args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["trainer.devices=2", "trainer.strategy=ddp", "data.test=[]"]
+    args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["trainer.devices=2", "trainer.strategy=ddp", "data.test=[]", *extra]
     cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", f"experiments/pretrain/{recipe}", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]

@@ -56,7 +56,7 @@ def _tiny_args(data_root: Path, out: Path) -> str:
         "model.video.img_size=32", "model.video.patch_size=8", "model.video.width=32", "model.video.depth=1",
         "model.video.heads=2", "model.video.pretrained=null",
         f"model.text.name_or_path={data_root}/tokenizer", "model.text.pretrained=false",
-        "model.text.width=32", "model.text.depth=1", "model.text.heads=2", "model.embed_dim=16",
+        "model.text.width=32", "model.text.depth=1", "model.text.heads=2", "model.embed_dim=16", "model.mvm.start_step=0",
         "data.input_res=32", "data.batch_size=4", "data.eval_batch_size=8", "data.num_workers=0",
         "data.num_frames=2", "data.eval_num_frames=2",
         f"trainer.max_steps={MAX_STEPS}", "trainer.max_epochs=null", f"trainer.val_check_interval={VAL_EVERY}",

@@ -33,6 +33,7 @@ def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
         "model.text.depth=1",
         "model.text.heads=2",
         "model.embed_dim=16",
+        "model.mvm.start_step=0",  # MVM (where a recipe has it) from the first of these few steps
         "model.mascot.decoder_heads=2",
         "data.input_res=32",
         "data.batch_size=4",

@@ -182,6 +182,11 @@ class VideoTextModule(L.LightningModule):
                 weights["consistency"] = m.consistency_weight
         for name, values in terms.items():
             losses[name] = torch.stack(values).mean()
+        if self.mvm_cfg.enabled and generator is None and self._trainer is not None and self.trainer.world_size > 1:
+            # MVM's warm-up (model.mvm.start_step): its head and the mask token get no gradient yet,
+            # which DDP refuses; an exact zero term gives them zero gradients instead
+            unused = [*self.mvm_head.parameters(), self.model.video.mask_token]
+            losses["mvm"] = sum(p.sum() for p in unused) * 0.0
         return losses, {k: weights[k] for k in losses}, videos[0].shape[0]
 
     def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
