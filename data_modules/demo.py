@@ -28,7 +28,8 @@ Captions
 
 Determinism
     Every random choice for an item comes from an RNG keyed by (seed, dataset, split,
-    index, purpose), so contents do not depend on `workers` or on generation order.
+    index, purpose), so contents do not depend on `workers` or on generation order. (Videos
+    decode to identical frames; libx264 does not always emit identical bytes for them.)
 
 Files
     mp4: H.264 (the first of libx264 / h264 / libopenh264 the PyAV wheel has, else MPEG-4
