@@ -27,23 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from model_sizes import vit_b_distilbert
+
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("ddp", "fsdp2")
 
 MODELS = {
     "demo": [],  # the demo recipe's own sizes
-    "vitb": [  # ViT-B/16 + DistilBERT-sized, random init, at 112 px to stay tractable on a CPU
-        "model.video.img_size=112",
-        "data.input_res=112",
-        "model.video.patch_size=16",
-        "model.video.width=768",
-        "model.video.depth=12",
-        "model.video.heads=12",
-        "model.text.model_type=distilbert",
-        "model.text.width=768",
-        "model.text.depth=6",
-        "model.text.heads=12",
-    ],
+    "vitb": vit_b_distilbert(112),  # random init, at 112 px to stay tractable on a CPU
     "tiny": [  # tests/test_training.py's tiny sizes
         "model.video.img_size=32",
         "data.input_res=32",

@@ -24,23 +24,13 @@ from vtr.config import load_config
 from vtr.models.layers import SpaceTimeAttention
 from vtr.modules.retrieval import VideoTextModule
 
+from model_sizes import vit_b_distilbert  # benchmarks/model_sizes.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {
     "demo (ViT 128x4, BERT 128x2, 64 px)": [],
-    "ViT-B/16 + DistilBERT (224 px)": [
-        "model.video.img_size=224",
-        "data.input_res=224",
-        "model.video.patch_size=16",
-        "model.video.width=768",
-        "model.video.depth=12",
-        "model.video.heads=12",
-        "model.text.model_type=distilbert",
-        "model.text.width=768",
-        "model.text.depth=6",
-        "model.text.heads=12",
-        "model.embed_dim=256",
-    ],
+    "ViT-B/16 + DistilBERT (224 px)": [*vit_b_distilbert(224), "model.embed_dim=256"],
 }
 
 
