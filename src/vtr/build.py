@@ -20,9 +20,11 @@ from .callbacks.retrieval_eval import RetrievalEvaluator
 from .callbacks.rng_state import RNGState
 from .callbacks.slurm_requeue import SlurmRequeue
 from .callbacks.snapshot_ema import SnapshotEMA
+from .callbacks.throughput import Throughput
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, resolve_run_dir
 from .modules.retrieval import VideoTextModule
+from .precision import resolve_precision
 from .report import print_report
 from .sharding import build_strategy
 from .weights import fit_temporal_embed, load_checked, load_image_vit, read_state_dict
@@ -70,7 +72,7 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
     evaluator = RetrievalEvaluator(run_dir / "metrics.json", cfg.tie_break, cfg.report_dual_softmax)
-    callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState()]
+    callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState(), Throughput()]
     callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None
@@ -119,6 +121,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
+    print(f"precision: {cfg.trainer.precision} (trainer.precision; auto picks {resolve_precision('auto', cfg.trainer.accelerator)} here)")
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     trainer, evaluator = build_trainer(cfg, run_dir)
@@ -128,5 +131,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     if trainer.is_global_zero:
-        print_report(evaluator.results, module.skipped, run_dir)
+        throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+        print_report(evaluator.results, module.skipped, run_dir, throughput.summary() if throughput else {})
     return evaluator.results

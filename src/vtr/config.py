@@ -146,7 +146,9 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | fsdp | fsdp2 (sharded: see FSDPConfig) | any other Lightning name
-    precision: str = "32-true"
+    # auto: bf16-mixed where the hardware has native bf16 (CUDA with bf16, a CPU with AVX512-BF16
+    # or AMX), else 32-true; resolved when the config is loaded (vtr/precision.py)
+    precision: str = "auto"
     max_steps: int = -1
     max_epochs: Optional[int] = None
     gradient_clip_val: Optional[float] = 1.0
@@ -312,6 +314,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "config key 'trainer.strategy': fsdp (Lightning's FSDPStrategy) needs GPUs; on the CPU use fsdp2 or ddp"
         )
+    from .precision import resolve_precision
+
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if cfg.task != "evaluate" and not cfg.data.train:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):

@@ -26,9 +26,16 @@ def recall_table(results: dict[str, Any]) -> Table:
     return table
 
 
-def print_report(results: dict[str, Any], skipped_train: dict[str, int], run_dir: Path) -> None:
+def print_report(
+    results: dict[str, Any], skipped_train: dict[str, int], run_dir: Path, speed: dict[str, float] | None = None
+) -> None:
     console = Console(width=max(Console().width, 120))
     console.print(recall_table(results))
+    if speed:
+        console.print(
+            f"training speed: {speed['clips_per_sec']:.1f} clips/s (all ranks), "
+            f"{100 * speed['data_wait']:.0f}% of the step spent waiting for data"
+        )
     if skipped_train:
         console.print("skipped training samples: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped_train.items())))
     console.print(f"run folder: {run_dir}  (metrics.json, config.yaml, checkpoints/, TensorBoard events)")

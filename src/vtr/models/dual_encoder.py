@@ -47,10 +47,11 @@ class DualEncoder(nn.Module):
     def embed_video(
         self, video: Tensor, mask: Optional[Tensor] = None, return_cls_attn: bool = False
     ) -> tuple[Tensor, VideoEncoderOutput]:
-        """Unit-norm joint-space embedding of the [CLS] token, and the encoder's full output."""
+        """Unit-norm joint-space embedding of the [CLS] token (fp32 also under bf16 autocast, so
+        retrieval scores are not rounded to bf16), and the encoder's full output."""
         out = self.video(video, mask=mask, return_cls_attn=return_cls_attn)
-        return F.normalize(self.video_proj(out.tokens[:, 0]), dim=-1), out
+        return F.normalize(self.video_proj(out.tokens[:, 0]).float(), dim=-1), out
 
     def embed_text(self, text: dict[str, Tensor]) -> tuple[Tensor, TextEncoderOutput]:
         out = self.text(text["input_ids"], text["attention_mask"])
-        return F.normalize(self.text_proj(out.sentence), dim=-1), out
+        return F.normalize(self.text_proj(out.sentence).float(), dim=-1), out
