@@ -27,7 +27,7 @@ DATA_DEP := $(if $(filter $(DEMO_ROOT),$(DATA_ROOT)),$(DEMO_ROOT)/DONE,)
 RUN_ARGS = data.root=$(DATA_ROOT) $(if $(RESUME),resume=$(RESUME),) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slurm test-slow demo-data pretrain finetune evaluate tensorboard bench clean
+.PHONY: help install lint format test test-slurm test-slow demo-data pretrain finetune evaluate tensorboard bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
+
+lint: $(ENV_STAMP) ## ruff: lint and format check of the whole tree (what CI runs first)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(ENV_STAMP) ## ruff: fix what can be fixed and format the tree
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test: $(ENV_STAMP) ## the fast test suite, then test-slurm where Slurm can run (what CI runs; SLURM_TEST=0 skips it)
 	$(PY) -m pytest -q
