@@ -16,6 +16,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .protocol import EVAL_CHOICES, EVAL_PROTOCOLS, EvalConfig, apply_eval_protocol
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key or file at fault."""
@@ -185,8 +187,12 @@ class RunConfig:
     seed: int = 0
     init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
     resume: Optional[str] = None  # a last.ckpt to continue
-    tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
+    # Ranks of tied scores: average (expected rank) | optimistic | mean (of the tied positions); both
+    # directions under eval_protocol=ours, unless eval.t2v_tie_break / eval.v2t_tie_break say otherwise
+    tie_break: str = "average"
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
+    # Test-time pipeline: ours | released (the released MSR-VTT evaluation's); presets for `eval` (vtr/protocol.py)
+    eval_protocol: str = "ours"
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
     # terms, before anything is saved) | skip (no optimizer or EMA update; counted as train/nonfinite_skipped)
     nonfinite_loss: str = "stop"
@@ -195,11 +201,14 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
-    "tie_break": ("average", "optimistic"),
+    "tie_break": ("average", "optimistic", "mean"),
+    "eval_protocol": EVAL_PROTOCOLS,
+    **EVAL_CHOICES,
     "nonfinite_loss": ("stop", "skip"),
     "model.text.pooling": ("cls", "mean"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
@@ -284,6 +293,7 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Checks that the type system cannot express; every message names its key."""
+    apply_eval_protocol(cfg)  # before the checks, which then cover the eval keys it fills
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
