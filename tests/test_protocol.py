@@ -16,6 +16,7 @@ from media_files import frame_number, write_clip
 from test_training import tiny_overrides
 from transformers import BertTokenizerFast
 
+from data_modules.datamodule import RetrievalDataModule
 from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
 from data_modules.video import IMAGENET_MEAN, IMAGENET_STD, build_transform, read_video, sample_frame_indices
 from vtr.callbacks.retrieval_eval import score_embeddings
@@ -226,6 +227,29 @@ def test_released_captions_are_cut_at_the_model_maximum_only(tokenizer) -> None:
     uncapped = Collator(tokenizer, None)(items)["text"]["attention_mask"].sum(1).tolist()
     assert capped == [32, 32]
     assert uncapped == [62, 512]  # [CLS] + 60 words + [SEP]; the 602 tokens cut at the model's 512
+
+
+def test_datamodule_applies_the_switches_to_test_sets_only(tiny_demo_root, tokenizer) -> None:
+    cfg = load_config(overrides=[f"data.root={tiny_demo_root}", "eval_protocol=released", "data.val=[msrvtt]"])
+    dm = RetrievalDataModule(cfg.data, tokenizer, protocol=cfg.eval)
+    dm.setup("validate")
+    dm.setup("test")
+    val, test = dm.describe("val", "msrvtt"), dm.describe("test", "msrvtt")
+    assert (val["frame_sampling"], val["transform"], val["unreadable"], val["caption_max_tokens"]) == (
+        "ours",
+        "ours",
+        "skip",
+        cfg.data.max_text_length,
+    )
+    assert (test["frame_sampling"], test["transform"], test["unreadable"], test["caption_max_tokens"]) == (
+        "released",
+        "released",
+        "black",
+        "model max",
+    )
+    assert sorted(val["split_files"]) == ["MSRVTT_data.json", "MSRVTT_val.csv"]
+    assert test["split_files"] == ["MSRVTT_JSFUSION_test.csv"]
+    assert dm.test_sets["msrvtt"].sample_mode == "released_uniform" and dm.val_sets["msrvtt"].sample_mode == "uniform"
 
 
 # --- config -----------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class TextEncoderConfig:
 
 @dataclass
 class MVMConfig:
-    """MILES masked visual modeling (REFERENCE.md section 2; unconfirmed parts are our defaults)."""
+    """MILES masked visual modeling (as published; what the paper leaves open are our defaults)."""
 
     enabled: bool = False
     mask_type: str = "blockwise"  # random | tube | blockwise
@@ -71,7 +71,7 @@ class MVMConfig:
 
 @dataclass
 class MascotConfig:
-    """MASCOT, reconstructed from the paper's abstract (REFERENCE.md section 3). Its targets come
+    """MASCOT, reconstructed from the paper's abstract. Its targets come
     from the snapshot encoder, whose EMA settings are ``model.mvm.ema_momentum`` / ``ema_schedule``."""
 
     enabled: bool = False
