@@ -12,11 +12,21 @@ from torch.utils.data import DataLoader
 
 from data_modules import READERS
 from data_modules.dataset import Collator, VideoTextDataset
+from data_modules.files import recording_required_files
 from data_modules.resumable import ResumableLoader, ResumableSampler, mix_seed
 from data_modules.video import build_transform
 
 if TYPE_CHECKING:
     from vtr.config import DataConfig
+    from vtr.protocol import EvalConfig
+
+# The data switches of ``vtr.protocol.EvalConfig`` and their released values.
+_RELEASED_SWITCHES = {
+    "frame_sampling": "released",
+    "transform": "released",
+    "caption_truncation": "model_max",
+    "unreadable": "black",
+}
 
 
 class RetrievalDataModule(pl.LightningDataModule):
@@ -26,15 +36,22 @@ class RetrievalDataModule(pl.LightningDataModule):
     order; ``val_names`` / ``test_names`` tell which is which (the first val set selects checkpoints).
     Training loaders are ``ResumableLoader``s: their order and augmentation follow from ``seed``,
     and a resumed run continues them where the checkpoint left off.
+
+    ``protocol`` (the config's ``eval`` section, resolved) sets how test sets are sampled,
+    transformed and tokenized (``vtr.protocol``); without one, or for validation sets, ours.
+    ``describe`` tells the metrics what a test or validation set was.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer: Any, seed: int = 0) -> None:
+    def __init__(self, cfg: DataConfig, tokenizer: Any, seed: int = 0, protocol: EvalConfig | None = None) -> None:
         super().__init__()
         self.seed = seed
         if cfg.input_res is None:
             raise ValueError("data.input_res is unset; vtr.config.load_config sets it from model.video.img_size")
         self.cfg = cfg
+        self.protocol = protocol
         self.collate = Collator(tokenizer, cfg.max_text_length)
+        uncapped = self._released("test")["caption_truncation"]
+        self.test_collate = Collator(tokenizer, None if uncapped else cfg.max_text_length)
         self.val_names = list(cfg.val)
         self.test_names = list(cfg.test)
         self.train_sets: dict[str, VideoTextDataset] = {}
@@ -52,15 +69,51 @@ class RetrievalDataModule(pl.LightningDataModule):
     def _dataset(self, name: str, split: str) -> VideoTextDataset:
         if name not in READERS:
             raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))}")
-        records = READERS[name](Path(self.cfg.root) / name, split, self.cfg)
+        root = Path(self.cfg.root) / name
+        with recording_required_files() as files:
+            records = READERS[name](root, split, self.cfg)
         train = split == "train"
         limit = self.cfg.max_train_samples if train else self.cfg.max_eval_samples
         if limit is not None:
             records = records[:limit]
         num_frames = self.cfg.num_frames if train else (self.cfg.eval_num_frames or self.cfg.num_frames)
-        return VideoTextDataset(records, num_frames, build_transform(self.cfg.input_res, train, self.cfg.hflip, self.cfg.crop_scale), train)
+        released = self._released(split)
+        transform = build_transform(
+            self.cfg.input_res, train, self.cfg.hflip, self.cfg.crop_scale, released=released["transform"]
+        )
+        return VideoTextDataset(
+            records,
+            num_frames,
+            transform,
+            train,
+            sample_mode="released_uniform" if released["frame_sampling"] else None,
+            blank_unreadable=released["unreadable"],
+            source_files=[str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path in files],
+        )
 
-    def _loader(self, dataset: VideoTextDataset, batch_size: int) -> DataLoader:
+    def _released(self, split: str) -> dict[str, bool]:
+        """Which data switches of the released protocol apply to ``split``: on test sets, those set so."""
+        protocol = self.protocol
+        return {
+            key: split == "test" and protocol is not None and getattr(protocol, key) == value
+            for key, value in _RELEASED_SWITCHES.items()
+        }
+
+    def describe(self, stage: str, name: str) -> dict[str, Any]:
+        """What a ``val`` or ``test`` set was, for the protocol block of the metrics."""
+        dataset = (self.test_sets if stage == "test" else self.val_sets)[name]
+        released = self._released(stage)
+        return {
+            "split": f"{name}/{stage}",
+            "split_files": list(dict.fromkeys(dataset.source_files)),
+            "frames": dataset.num_frames,
+            "frame_sampling": "released" if released["frame_sampling"] else "ours",
+            "transform": "released" if released["transform"] else "ours",
+            "caption_max_tokens": "model max" if released["caption_truncation"] else self.cfg.max_text_length,
+            "unreadable": "black" if released["unreadable"] else "skip",
+        }
+
+    def _loader(self, dataset: VideoTextDataset, batch_size: int, collate: Collator | None = None) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
             dataset,
@@ -68,7 +121,7 @@ class RetrievalDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
-            collate_fn=self.collate,
+            collate_fn=collate or self.collate,
         )
 
     def _train_loader(self, name: str, dataset: VideoTextDataset) -> ResumableLoader:
@@ -101,4 +154,5 @@ class RetrievalDataModule(pl.LightningDataModule):
         return [self._loader(self.val_sets[name], self.cfg.eval_batch_size) for name in self.val_names]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.test_sets[name], self.cfg.eval_batch_size) for name in self.test_names]
+        batch_size = self.cfg.eval_batch_size
+        return [self._loader(self.test_sets[name], batch_size, self.test_collate) for name in self.test_names]

@@ -2,7 +2,9 @@
 
 Readers turn each corpus's files into ``VideoRecord``s; from there all corpora load alike. An
 unreadable video is logged and dropped (the item is ``None``, the collator counts it in
-``num_skipped``) instead of being replaced by a blank clip the model would learn from.
+``num_skipped``) instead of being replaced by a blank clip the model would learn from. Only a
+test set under the released evaluation protocol (``blank_unreadable``) keeps it, as the
+release does, as a black clip: the batch names such clips in ``blank_video_id``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,19 @@ class VideoRecord:
     caption_ids: list[str] | None = None
 
 
+# Any resize and crop of black is black: the size of the substitute frame does not matter.
+_BLACK_FRAME = torch.zeros(1, 3, 256, 256, dtype=torch.uint8)
+
+
 class VideoTextDataset(Dataset):
     """Clips with captions. Training items hold one random caption and ``rand`` frames; evaluation
-    items hold all captions and ``uniform`` frames. Images are 1-frame clips."""
+    items hold all captions and ``uniform`` frames (or ``sample_mode``'s). Images are 1-frame clips.
+
+    ``blank_unreadable`` (the released evaluation's "lax" loading): an unreadable video becomes
+    one black frame, transformed like any other. A video clip with fewer frames than
+    ``num_frames`` (that, or ``released_uniform`` sampling of a very short video) is padded with
+    all-zero frames after the transform, as the release pads its clips. ``source_files`` names
+    the files the split was read from."""
 
     def __init__(
         self,
@@ -47,11 +59,18 @@ class VideoTextDataset(Dataset):
         num_frames: int,
         transform: Callable[[torch.Tensor], torch.Tensor],
         train: bool,
+        *,
+        sample_mode: str | None = None,
+        blank_unreadable: bool = False,
+        source_files: Sequence[str] = (),
     ) -> None:
         self.records = records
         self.num_frames = num_frames
         self.transform = transform
         self.train = train
+        self.sample_mode = sample_mode or ("rand" if train else "uniform")
+        self.blank_unreadable = blank_unreadable
+        self.source_files = list(source_files)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -62,21 +81,27 @@ class VideoTextDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         rng = random.Random(seed) if seed is not None else random
         record = self.records[index]
+        blank = False
         try:
             if record.is_image:
                 frames = read_image(record.path)
             else:
-                frames = read_video(record.path, self.num_frames, "rand" if self.train else "uniform", rng)
+                frames = read_video(record.path, self.num_frames, self.sample_mode, rng)
         except MediaError as err:
-            log.warning("skipping %s (video %s): %s", err.path, record.video_id, err.reason)
-            return None
+            if not self.blank_unreadable:
+                log.warning("skipping %s (video %s): %s", err.path, record.video_id, err.reason)
+                return None
+            log.warning("black frame for %s (video %s): %s", err.path, record.video_id, err.reason)
+            frames, blank = _BLACK_FRAME, True
         if seed is None:
             video = self.transform(frames)
         else:
             with torch.random.fork_rng(devices=[]):  # torchvision draws from the global torch RNG
                 torch.random.default_generator.manual_seed(seed)
                 video = self.transform(frames)
-        item: dict[str, Any] = {"video": video, "video_id": record.video_id}
+        if not record.is_image and video.shape[0] < self.num_frames:
+            video = torch.cat([video, video.new_zeros(self.num_frames - video.shape[0], *video.shape[1:])])
+        item: dict[str, Any] = {"video": video, "video_id": record.video_id, "blank": blank}
         if self.train:
             item["caption"] = rng.choice(record.captions)
         else:
@@ -94,20 +119,24 @@ class Collator:
     caption a clip (``text`` has B rows). Evaluation batches hold every caption of every clip,
     flattened: ``text`` has Nc rows, ``caption_video_id`` names each caption's clip and
     ``caption_id`` is the record's ``caption_ids`` entry where it has them, else ``"{video_id}#{k}"``
-    (a shared id, such as an action class, repeats across clips, relevant to each). If every item
+    (a shared id, such as an action class, repeats across clips, relevant to each).
+    ``blank_video_id`` lists the clips that stand in, black, for unreadable videos
+    (``VideoTextDataset.blank_unreadable``). Captions are truncated at ``max_length`` tokens, or
+    at the tokenizer's own maximum when it is None (the released evaluation). If every item
     was dropped (training or evaluation alike, since nothing is left to tell), the batch has
     ``video`` of shape (0, 0, 0, 0, 0), text of shape (0, 0), empty ``video_id``,
     ``caption_video_id`` and ``caption_id``, and ``num_skipped`` > 0: the module should skip such
     a batch (and log the count).
     """
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: Any, max_length: int | None) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
 
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [item for item in items if item is not None]
         batch: dict[str, Any] = {"num_skipped": len(items) - len(kept), "video_id": [i["video_id"] for i in kept]}
+        batch["blank_video_id"] = [item["video_id"] for item in kept if item.get("blank")]
         if not kept:
             empty = torch.zeros(0, 0, dtype=torch.long)
             text = {"input_ids": empty, "attention_mask": empty}

@@ -6,6 +6,8 @@ import csv
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -20,11 +22,29 @@ class DatasetFileNotFoundError(FileNotFoundError):
     """A file of a dataset's official layout is not where the layout puts it."""
 
 
+_REQUIRED: ContextVar[list[Path] | None] = ContextVar("required_files", default=None)
+
+
 def require_file(path: Path, what: str) -> Path:
     """``path`` if it is a file, else an error naming what was expected and where."""
     if not path.is_file():
         raise DatasetFileNotFoundError(f"{what} not found: expected the file {path}")
+    required = _REQUIRED.get()
+    if required is not None:
+        required.append(path)
     return path
+
+
+@contextmanager
+def recording_required_files() -> Iterator[list[Path]]:
+    """The files ``require_file`` hands out inside the block (a reader's split and annotation
+    files), so that the metrics can name the split they were computed on."""
+    required: list[Path] = []
+    token = _REQUIRED.set(required)
+    try:
+        yield required
+    finally:
+        _REQUIRED.reset(token)
 
 
 def check_split(dataset: str, split: str, supported: Sequence[str]) -> None:

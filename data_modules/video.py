@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SAMPLE_MODES = ("rand", "uniform")
+SAMPLE_MODES = ("rand", "uniform", "released_uniform")
 # A seek (flush the decoder, decode again from a keyframe) costs about as much as decoding 3-6
 # frames on the benchmark's clips, so the reader seeks only when that skips more frames than this.
 SEEK_MIN_SKIP = 8
@@ -51,12 +51,16 @@ def sample_frame_indices(
 
     ``rand`` draws a random frame in each segment (training, a different clip every epoch);
     ``uniform`` takes each segment's middle (testing, deterministic). A video shorter than
-    ``num_frames`` repeats its frames evenly in both modes.
+    ``num_frames`` repeats its frames evenly in both modes. ``released_uniform`` gives the frames
+    the released MSR-VTT evaluation decodes (see ``released_frame_indices``): fewer than
+    ``num_frames`` for a video that short.
     """
     if mode not in SAMPLE_MODES:
         raise ValueError(f"frame sampling mode {mode!r} is not one of {', '.join(SAMPLE_MODES)}")
     if num_total < 1 or num_frames < 1:
         raise ValueError(f"need at least one frame, got num_total={num_total}, num_frames={num_frames}")
+    if mode == "released_uniform":
+        return released_frame_indices(num_total, num_frames)
     if num_total < num_frames:
         return [i * num_total // num_frames for i in range(num_frames)]
     rng = rng or random
@@ -64,6 +68,21 @@ def sample_frame_indices(
     if mode == "rand":
         return [rng.randrange(start, end) for start, end in zip(edges, edges[1:])]
     return [(start + end - 1) // 2 for start, end in zip(edges, edges[1:])]
+
+
+def released_frame_indices(num_total: int, num_frames: int) -> list[int]:
+    """The frames the released evaluation decodes: ``min(num_frames, num_total)`` of them.
+
+    Its ``uniform`` sampling splits ``numpy.linspace(0, n, k + 1).astype(int)`` into segments
+    ``[start, end - 1]`` and takes ``(start + end - 1) // 2`` of each; its cv2 reader then seeks
+    to ``index - 1`` before reading, so it decodes the frame before that. OpenCV's seek clamps a
+    negative position to the first frame, hence ``max(index - 1, 0)``. A video of fewer than
+    ``num_frames`` frames gives one index per frame; the release pads such clips with zeros
+    after normalisation (``VideoTextDataset`` does the same for this mode).
+    """
+    count = min(num_frames, num_total)
+    edges = np.linspace(0, num_total, count + 1).astype(int).tolist()
+    return [max((start + end - 1) // 2 - 1, 0) for start, end in zip(edges, edges[1:])]
 
 
 class _FrameClock:
@@ -265,19 +284,37 @@ def read_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def build_transform(input_res: int, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.5, 1.0)) -> v2.Compose:
+def build_transform(
+    input_res: int,
+    train: bool,
+    hflip: bool = True,
+    crop_scale: tuple[float, float] = (0.5, 1.0),
+    *,
+    released: bool = False,
+) -> v2.Compose:
     """Frozen's clip augmentation on a uint8 (T, C, H, W) tensor or ``tv_tensors.Video``.
 
     One call draws one crop and one flip and applies them to every frame, so a clip stays a
     consistent clip. Training: RandomResizedCrop(``crop_scale``) + horizontal flip (``hflip``; turn it
     off where captions say left or right, as the demo corpus's do). Testing: resize
     to 256/224 of the input size, centre crop, resize to the input size. Geometry runs on uint8
-    (cheaper), then float32 in [0, 1] and ImageNet normalisation.
+    (cheaper, antialiased), then float32 in [0, 1] and ImageNet normalisation.
+
+    ``released`` (testing only): the released MSR-VTT evaluation's transform, which converts to
+    float first and then resizes to 256, centre-crops 256 and resizes to ``input_res`` bilinearly
+    without antialiasing (the tensor resize of the torchvision it was written for).
     """
+    if train and released:
+        raise ValueError("the released transform is a test-time transform; training uses ours")
+    to_float = [v2.ToDtype(torch.float32, scale=True)]
+    normalize = [v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if released:
+        geometry = [v2.Resize(256, antialias=False), v2.CenterCrop(256), v2.Resize(input_res, antialias=False)]
+        return v2.Compose([*to_float, *geometry, *normalize])
     if train:
         geometry = [v2.RandomResizedCrop(input_res, scale=tuple(crop_scale), antialias=True)]
         geometry += [v2.RandomHorizontalFlip()] if hflip else []
     else:
         outer = round(input_res * 256 / 224)
         geometry = [v2.Resize(outer, antialias=True), v2.CenterCrop(outer), v2.Resize(input_res, antialias=True)]
-    return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return v2.Compose([*geometry, *to_float, *normalize])

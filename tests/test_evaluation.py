@@ -44,3 +44,15 @@ def test_dual_softmax_is_reported_only_on_request():
     pairs = {("c0", "v0"), ("c1", "v1")}
     assert "t2v_dsl" not in score_embeddings(video, ["v0", "v1"], text, ["c0", "c1"], pairs)
     assert "t2v_dsl" in score_embeddings(video, ["v0", "v1"], text, ["c0", "c1"], pairs, with_dual_softmax=True)
+
+
+def test_tie_break_is_set_per_direction():
+    # A collapsed model: every caption scores every video alike. The released rules rank t2v
+    # optimistically (perfect) and v2t at the mean of the 4 tied positions (2.5).
+    video, text = torch.ones(4, 3), torch.ones(4, 3)
+    ids = [f"v{i}" for i in range(4)], [f"c{i}" for i in range(4)]
+    pairs = {(f"c{i}", f"v{i}") for i in range(4)}
+    scores = score_embeddings(video, ids[0], text, ids[1], pairs, ("optimistic", "mean"))
+    assert scores["t2v"] == {"R1": 100.0, "R5": 100.0, "R10": 100.0, "MedR": 1.0, "MeanR": 1.0}
+    assert scores["v2t"] == {"R1": 0.0, "R5": 100.0, "R10": 100.0, "MedR": 2.5, "MeanR": 2.5}
+    assert score_embeddings(video, ids[0], text, ids[1], pairs, "average")["t2v"]["R1"] == 25.0

@@ -91,7 +91,7 @@ def test_hand_computed_tie() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("tie_break", ["average", "optimistic"])
+@pytest.mark.parametrize("tie_break", ["average", "optimistic", "mean"])
 def test_real_valued_matches_argsort_reference(seed: int, tie_break: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     sim = torch.randn(60, 40, generator=gen)
@@ -175,7 +175,7 @@ def test_nan_raises() -> None:
         retrieval_metrics(sim, torch.eye(3, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("tie_break", ["average", "optimistic"])
+@pytest.mark.parametrize("tie_break", ["average", "optimistic", "mean"])
 def test_chunking_and_layout_do_not_change_results(tie_break: str) -> None:
     gen = torch.Generator().manual_seed(1)
     sim = torch.randint(0, 4, (23, 17), generator=gen).float()

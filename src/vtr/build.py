@@ -52,7 +52,7 @@ def check_data(cfg: DictConfig) -> None:
 
 def build_datamodule(cfg: DictConfig) -> RetrievalDataModule:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.text.name_or_path)
-    return RetrievalDataModule(cfg.data, tokenizer, seed=cfg.seed)
+    return RetrievalDataModule(cfg.data, tokenizer, seed=cfg.seed, protocol=cfg.eval)
 
 
 def build_module(cfg: DictConfig) -> VideoTextModule:
@@ -71,7 +71,8 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
-    evaluator = RetrievalEvaluator(run_dir / "metrics.json", cfg.tie_break, cfg.report_dual_softmax)
+    ties = (cfg.eval.t2v_tie_break, cfg.eval.v2t_tie_break)
+    evaluator = RetrievalEvaluator(run_dir / "metrics.json", ties, cfg.report_dual_softmax, cfg.eval_protocol)
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState(), Throughput()]
     callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.

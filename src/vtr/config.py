@@ -16,6 +16,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .protocol import EVAL_CHOICES, EVAL_PROTOCOLS, EvalConfig, apply_eval_protocol
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key or file at fault."""
@@ -53,7 +55,7 @@ class TextEncoderConfig:
 
 @dataclass
 class MVMConfig:
-    """MILES masked visual modeling (REFERENCE.md section 2; unconfirmed parts are our defaults)."""
+    """MILES masked visual modeling (as published; what the paper leaves open are our defaults)."""
 
     enabled: bool = False
     mask_type: str = "blockwise"  # random | tube | blockwise
@@ -69,7 +71,7 @@ class MVMConfig:
 
 @dataclass
 class MascotConfig:
-    """MASCOT, reconstructed from the paper's abstract (REFERENCE.md section 3). Its targets come
+    """MASCOT, reconstructed from the paper's abstract. Its targets come
     from the snapshot encoder, whose EMA settings are ``model.mvm.ema_momentum`` / ``ema_schedule``."""
 
     enabled: bool = False
@@ -187,8 +189,12 @@ class RunConfig:
     seed: int = 0
     init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
     resume: Optional[str] = None  # a last.ckpt to continue
-    tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
+    # Ranks of tied scores: average (expected rank) | optimistic | mean (of the tied positions); both
+    # directions under eval_protocol=ours, unless eval.t2v_tie_break / eval.v2t_tie_break say otherwise
+    tie_break: str = "average"
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
+    # Test-time pipeline: ours | released (the released MSR-VTT evaluation's); presets for `eval` (vtr/protocol.py)
+    eval_protocol: str = "ours"
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
     # terms, before anything is saved) | skip (no optimizer or EMA update; counted as train/nonfinite_skipped)
     nonfinite_loss: str = "stop"
@@ -197,11 +203,14 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
-    "tie_break": ("average", "optimistic"),
+    "tie_break": ("average", "optimistic", "mean"),
+    "eval_protocol": EVAL_PROTOCOLS,
+    **EVAL_CHOICES,
     "nonfinite_loss": ("stop", "skip"),
     "model.text.pooling": ("cls", "mean"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
@@ -286,6 +295,10 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Checks that the type system cannot express; every message names its key."""
+    from .precision import resolve_precision
+
+    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    apply_eval_protocol(cfg)  # before the checks, which then cover the eval keys it fills
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -314,9 +327,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "config key 'trainer.strategy': fsdp (Lightning's FSDPStrategy) needs GPUs; on the CPU use fsdp2 or ddp"
         )
-    from .precision import resolve_precision
-
-    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if cfg.task != "evaluate" and not cfg.data.train:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):

@@ -9,9 +9,11 @@ have all become identical (or a half-precision matrix that saturates) produces a
 similarity matrix, and optimistic tie-breaking scores it as perfect (R@1 = 100, MedR = 1).
 The default here, ``tie_break="average"``, reports the expected value under a uniformly
 random order of the tied items (McSherry & Najork, ECIR 2008), so a constant matrix scores
-exactly like chance. Without ties both modes give identical numbers, so the default does not
-change comparisons with published results; ``tie_break="optimistic"`` reproduces the
-released code's ranks when that is what is needed.
+exactly like chance. Without ties all modes give identical numbers, so the default does not
+change comparisons with published results. The released evaluation breaks ties differently in
+each direction, and both of its rules are here to reproduce its numbers: text-to-video ranks
+optimistically (``tie_break="optimistic"``), video-to-text takes the mean of the tied positions
+(``tie_break="mean"``), whose fractional ranks it then thresholds for R@K.
 
 Test-time re-normalisation (:func:`dual_softmax`) lifts retrieval numbers by using the whole
 test set's statistics at once; report its numbers beside the raw ones, never instead of them.
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
-_TIE_BREAKS = ("average", "optimistic")
+TIE_BREAKS = ("average", "optimistic", "mean")
 # Elements of `sim` processed per chunk: two float32 working buffers of 8 MB, small enough to
 # stay in a server CPU's L3 cache across the passes (measured ~2x faster than 64 MB chunks on
 # a 10k x 10k matrix) and to bound memory whatever the matrix size.
@@ -50,14 +52,18 @@ def retrieval_metrics(
     tied items the rank has expectation ``g + (n + 1) / (c + 1)`` and ``P(rank <= K) =
     1 - C(n - c, m) / C(n, m)`` with ``m = clamp(K - g, 0, n)``; R@K averages these
     probabilities and MedR/MeanR use the expected ranks. ``"optimistic"`` ranks ``g + 1``.
+    ``"mean"`` ranks ``g + (n + 1) / 2``, the mean of the tied positions whatever ``c``, and
+    counts a hit for R@1 only at rank 1 and for R@K (K > 1) at rank < K + 1, as the released
+    evaluation does (it compares 0-based ranks: ``== 0`` for R@1, ``< K`` otherwise): a rank of
+    5.5 is within R@5 there.
 
     Runs on ``sim``'s device (CPU or CUDA). float16/bfloat16 scores are compared after an
     exact widening to float32, so ties and order are those of the input dtype; counts and
     averages are accumulated in float64. ``chunk_size`` (queries per chunk) bounds memory:
     by default about 2M matrix elements (two 8 MB float32 buffers) at a time.
     """
-    if tie_break not in _TIE_BREAKS:
-        raise ValueError(f"tie_break must be one of {_TIE_BREAKS}, got {tie_break!r}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     if sim.ndim != 2 or relevant.shape != sim.shape:
         raise ValueError(
             f"sim must be 2-D and relevant the same shape; got sim {tuple(sim.shape)}, "
@@ -111,6 +117,10 @@ def retrieval_metrics(
             rank = above + 1
             for j, k in enumerate(ks):
                 hits[j] += (rank <= k).sum(dtype=torch.float64)
+        elif tie_break == "mean":
+            rank = above + (torch.eq(s, best, out=f).sum(dim=1).double() + 1) / 2
+            for j, k in enumerate(ks):
+                hits[j] += (rank == 1 if k == 1 else rank < k + 1).sum(dtype=torch.float64)
         else:
             n = torch.eq(s, best, out=f).sum(dim=1).double()
             c = torch.where(r, f, zero, out=f).sum(dim=1).double()

@@ -1,4 +1,4 @@
-"""The recall table printed at the end of a run."""
+"""The recall table printed at the end of a run, with the protocol each dataset was measured under."""
 
 from __future__ import annotations
 
@@ -15,15 +15,38 @@ def recall_table(results: dict[str, Any]) -> Table:
     table = Table(title="Retrieval (R@K in %, ranks 1-based)")
     for column in ("split", "dataset", "direction", *_METRICS, "videos", "skipped"):
         table.add_column(column, justify="left" if column in ("split", "dataset", "direction") else "right")
-    for stage in ("val", "test"):
-        for name, res in results.get(stage, {}).items():
-            if not isinstance(res, dict):
-                continue
-            for direction in ("t2v", "v2t", "t2v_dsl"):
-                if direction in res:
-                    values = [f"{res[direction][m]:.1f}" for m in _METRICS]
-                    table.add_row(stage, name, direction, *values, str(res["num_videos"]), str(res["skipped"]))
+    for stage, name, res in _datasets(results):
+        for direction in ("t2v", "v2t", "t2v_dsl"):
+            if direction in res:
+                values = [f"{res[direction][m]:.1f}" for m in _METRICS]
+                table.add_row(stage, name, direction, *values, str(res["num_videos"]), str(res["skipped"]))
     return table
+
+
+def protocol_line(stage: str, name: str, res: dict[str, Any]) -> str:
+    """One dataset's measuring conditions, to read beside its numbers: a paper's numbers compare
+    with these only if measured on the same split, captions, frames, pipeline and tie rules."""
+    p = res["protocol"]
+    files = ", ".join(p["split_files"]) or "-"
+    ties = p["tie_break"]
+    return (
+        f"{stage}/{name}: eval_protocol={p['eval_protocol']}; split {p['split']} ({files}); "
+        f"{res['num_videos']} videos, {res['num_captions']} captions ({p['captions_per_video']:g} a video); "
+        f"{p['frames']} frames ({p['frame_sampling']} sampling, {p['transform']} transform); "
+        f"captions <= {p['caption_max_tokens']} tokens; unreadable videos: {p['unreadable']} "
+        f"({res['skipped']} skipped, {p['blank_videos']} black); "
+        f"ties t2v {ties['t2v']}, v2t {ties['v2t']}; dual softmax {'on' if p['dual_softmax'] else 'off'}; "
+        f"precision {p['precision']}"
+    )
+
+
+def _datasets(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (stage, name, res)
+        for stage in ("val", "test")
+        for name, res in results.get(stage, {}).items()
+        if isinstance(res, dict)
+    ]
 
 
 def print_report(
@@ -31,6 +54,8 @@ def print_report(
 ) -> None:
     console = Console(width=max(Console().width, 120))
     console.print(recall_table(results))
+    for stage, name, res in _datasets(results):
+        console.print(protocol_line(stage, name, res), soft_wrap=True)
     if speed:
         console.print(
             f"training speed: {speed['clips_per_sec']:.1f} clips/s (all ranks), "

@@ -4,7 +4,10 @@ The module's eval step returns embeddings of clips and captions with their ids; 
 collects them per dataloader, gathers them from every rank, drops the duplicates that a
 DistributedSampler adds to even out the last shard (by id), and scores text-to-video and
 video-to-text R@K / MedR / MeanR. Metrics are logged as ``{stage}/{dataset}/{t2v|v2t}_{metric}``
-and written to ``metrics.json`` in the run folder.
+and written to ``metrics.json`` in the run folder, each dataset's with a ``protocol`` block that
+says what was measured (split files, captions per video, frames, the data switches of
+``vtr.protocol``, tie-breaking, dual softmax, precision), so that numbers are only compared with
+numbers measured alike.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ def score_embeddings(
     text: Tensor,
     caption_ids: list[str],
     pairs: set[tuple[str, str]],
-    tie_break: str = "average",
+    tie_break: str | tuple[str, str] = "average",
     with_dual_softmax: bool = False,
 ) -> dict[str, dict[str, float]]:
     """t2v and v2t metrics. ``pairs`` holds the relevant (caption_id, video_id) pairs: a caption
     usually belongs to one video, but a class prompt (zero-shot action recognition) to many. A
-    video's v2t rank is its best-ranked relevant caption's."""
+    video's v2t rank is its best-ranked relevant caption's. ``tie_break`` is one mode for both
+    directions or a (t2v, v2t) pair (the released evaluation's is ``("optimistic", "mean")``)."""
+    t2v_ties, v2t_ties = (tie_break, tie_break) if isinstance(tie_break, str) else tie_break
     v_index = {vid: i for i, vid in enumerate(video_ids)}
     c_index = {cid: i for i, cid in enumerate(caption_ids)}
     relevant = torch.zeros(len(caption_ids), len(video_ids), dtype=torch.bool)
@@ -59,19 +64,29 @@ def score_embeddings(
     relevant = relevant.to(video.device)
     sim = text @ video.T
     scores = {
-        "t2v": retrieval_metrics(sim, relevant, tie_break=tie_break),
-        "v2t": retrieval_metrics(sim.T, relevant.T, tie_break=tie_break),
+        "t2v": retrieval_metrics(sim, relevant, tie_break=t2v_ties),
+        "v2t": retrieval_metrics(sim.T, relevant.T, tie_break=v2t_ties),
     }
     if with_dual_softmax:  # reported beside the raw numbers, never instead of them
-        scores["t2v_dsl"] = retrieval_metrics(dual_softmax(sim), relevant, tie_break=tie_break)
+        scores["t2v_dsl"] = retrieval_metrics(dual_softmax(sim), relevant, tie_break=t2v_ties)
     return scores
 
 
 class RetrievalEvaluator(L.Callback):
-    def __init__(self, output: Optional[Path] = None, tie_break: str = "average", report_dual_softmax: bool = False) -> None:
+    """``tie_break``: one mode or a (t2v, v2t) pair (``vtr.metrics``); ``eval_protocol``: the preset's
+    name, recorded in each protocol block beside the switches the datamodule's ``describe`` reports."""
+
+    def __init__(
+        self,
+        output: Optional[Path] = None,
+        tie_break: str | tuple[str, str] = "average",
+        report_dual_softmax: bool = False,
+        eval_protocol: str = "ours",
+    ) -> None:
         self.output = output
-        self.tie_break = tie_break
+        self.tie_break = (tie_break, tie_break) if isinstance(tie_break, str) else tuple(tie_break)
         self.report_dual_softmax = report_dual_softmax
+        self.eval_protocol = eval_protocol
         self.results: dict[str, dict[str, Any]] = {}
         self._reset()
 
@@ -89,7 +104,7 @@ class RetrievalEvaluator(L.Callback):
     on_test_batch_start = on_validation_batch_start
 
     def _collect(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._outputs[dataloader_idx].append(outputs)
+        self._outputs[dataloader_idx].append({**outputs, "blank_video_id": batch.get("blank_video_id", [])})
         self._finished[dataloader_idx] = time.perf_counter()
 
     on_validation_batch_end = _collect
@@ -113,6 +128,7 @@ class RetrievalEvaluator(L.Callback):
                 "caption_id": [c for o in outs for c in o["caption_id"]],
                 "caption_video_id": [c for o in outs for c in o["caption_video_id"]],
                 "skipped": sum(o["num_skipped"] for o in outs),
+                "blank": [v for o in outs for v in o["blank_video_id"]],
             }
             scoring_started = time.perf_counter()
             gathered = _gather_objects(local)
@@ -121,6 +137,7 @@ class RetrievalEvaluator(L.Callback):
             video_ids, video = _unique([v for p in parts for v in p["video_id"]], torch.cat([p["video"] for p in parts]))
             caption_ids, text = _unique([c for p in parts for c in p["caption_id"]], torch.cat([p["text"] for p in parts]))
             pairs = {pair for p in parts for pair in zip(p["caption_id"], p["caption_video_id"])}
+            blank = {v for p in gathered for v in p["blank"]}  # by id: padded duplicates count once
             scores = score_embeddings(
                 video.to(pl_module.device),
                 video_ids,
@@ -139,6 +156,7 @@ class RetrievalEvaluator(L.Callback):
                 "num_videos": len(video_ids),
                 "num_captions": len(caption_ids),
                 "skipped": skipped,
+                "protocol": self._protocol(trainer, stage, name, len(video_ids), len(pairs), len(blank)),
                 # embedding (first to last batch) plus gathering and scoring
                 "seconds": round(
                     self._finished.get(idx, 0.0) - self._started.get(idx, 0.0) + time.perf_counter() - scoring_started, 3
@@ -148,3 +166,21 @@ class RetrievalEvaluator(L.Callback):
         if self.output is not None and trainer.is_global_zero:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(self.results, indent=2))
+
+    def _protocol(
+        self, trainer: L.Trainer, stage: str, name: str, num_videos: int, num_pairs: int, num_blank: int
+    ) -> dict[str, Any]:
+        """What the numbers of one dataset measure; ``captions_per_video`` counts relevant pairs
+        (a class prompt shared by many videos counts once per video)."""
+        t2v_ties, v2t_ties = self.tie_break
+        return {
+            "eval_protocol": self.eval_protocol,
+            **trainer.datamodule.describe(stage, name),
+            "captions_per_video": round(num_pairs / max(1, num_videos), 3),
+            "directions": ["t2v", "v2t", *(["t2v_dsl"] if self.report_dual_softmax else [])],
+            "v2t_rank": "best relevant caption",
+            "tie_break": {"t2v": t2v_ties, "v2t": v2t_ties},
+            "dual_softmax": self.report_dual_softmax,
+            "precision": str(trainer.precision),
+            "blank_videos": num_blank,
+        }
