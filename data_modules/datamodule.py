@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.dataset import Collator, VideoTextDataset
+from data_modules.readers import READERS
 from data_modules.resumable import ResumableLoader, ResumableSampler, mix_seed
 from data_modules.video import build_transform
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
 
 
 class RetrievalDataModule(pl.LightningDataModule):

@@ -140,10 +140,12 @@ def generate_demo_corpus(
     (root / PARTIAL_FILE).unlink()
     return root
 
+
 def plan_corpus(root: Path, seed: int, sizes: DemoSizes) -> Corpus:
     """Every dataset's media jobs, annotation texts and captions."""
     corpus = Corpus(root)
-    planners = (plan_webvid, plan_cc3m, plan_msrvtt, plan_lsmdc, plan_activitynet, plan_didemo, plan_hmdb51, plan_ucf101)
+    planners = (plan_webvid, plan_cc3m, plan_msrvtt, plan_lsmdc, plan_activitynet, plan_didemo,
+                plan_hmdb51, plan_ucf101)  # fmt: skip
     for plan in planners:
         plan(corpus, seed, sizes)
     return corpus

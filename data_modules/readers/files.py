@@ -7,11 +7,8 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
-
+from data_modules.config import DataConfig
 
 log = logging.getLogger("data_modules")
 
