@@ -13,6 +13,7 @@ The pipeline, one module a step:
     scenes.py   planning a scene so that its motion is what the caption says
     grammar.py  captions from a compositional grammar with synonyms and templates
     layouts.py  one writer per dataset: its file names, annotation formats, split lists
+    finegrained.py  a test split of video groups that differ in one detail, in the MSR-VTT layout
     render.py   drawing frames and encoding the media files, in a process pool
     corpus.py   the planned corpus, text formats, the tokenizer, the completion markers
 
@@ -35,6 +36,7 @@ Layout (under root)
     didemo/{train,val,test}_data.json, didemo/videos/{name}.mp4
     hmdb51/videos/{class}/{name}.avi, hmdb51/splits/{class}_test_split1.txt
     ucf101/UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi, ucf101/ucfTrainTestlist/*.txt
+    finegrained/MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/video{N}.mp4   (test only)
     tokenizer/                                       WordPiece over the corpus words, loads with AutoTokenizer
     DONE                                             json of the settings, written last
 
@@ -59,6 +61,7 @@ from data_modules.demo.corpus import (
     train_tokenizer,
     write_text,
 )
+from data_modules.demo.finegrained import plan_finegrained
 from data_modules.demo.grammar import grammar_lines
 from data_modules.demo.layouts import (
     plan_activitynet,
@@ -75,7 +78,7 @@ from data_modules.demo.world import COLOURS, DIDEMO_SEGMENT_SECONDS
 
 __all__ = ["COLOURS", "DIDEMO_SEGMENT_SECONDS", "DemoSizes", "generate_demo_corpus", "h264_encoder"]
 
-CORPUS_VERSION = 1  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
+CORPUS_VERSION = 2  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
 
 
 @dataclass
@@ -98,6 +101,7 @@ class DemoSizes:
     didemo_val: int = 50
     didemo_test: int = 100
     action_per_class: int = 12  # hmdb51- and ucf101-style class folders
+    finegrained_groups: int = 50  # groups of four videos that differ in one detail (test only)
 
     @classmethod
     def tiny(cls) -> DemoSizes:
@@ -108,7 +112,7 @@ class DemoSizes:
             lsmdc_train=6, lsmdc_val=6, lsmdc_test=6,
             activitynet_train=6, activitynet_val=6,
             didemo_train=6, didemo_val=6, didemo_test=6,
-            action_per_class=4,
+            action_per_class=4, finegrained_groups=3,
         )  # fmt: skip
 
 
@@ -145,7 +149,7 @@ def plan_corpus(root: Path, seed: int, sizes: DemoSizes) -> Corpus:
     """Every dataset's media jobs, annotation texts and captions."""
     corpus = Corpus(root)
     planners = (plan_webvid, plan_cc3m, plan_msrvtt, plan_lsmdc, plan_activitynet, plan_didemo,
-                plan_hmdb51, plan_ucf101)  # fmt: skip
+                plan_hmdb51, plan_ucf101, plan_finegrained)  # fmt: skip
     for plan in planners:
         plan(corpus, seed, sizes)
     return corpus

@@ -17,7 +17,8 @@ from data_modules.demo.world import Scene
 
 DONE_FILE = "DONE"
 PARTIAL_FILE = ".partial.json"
-OWNED_DIRS = ("webvid", "cc3m", "msrvtt", "lsmdc", "activitynet", "didemo", "hmdb51", "ucf101", "tokenizer")
+OWNED_DIRS = ("webvid", "cc3m", "msrvtt", "lsmdc", "activitynet", "didemo", "hmdb51", "ucf101", "finegrained",
+              "tokenizer")  # fmt: skip
 
 
 @dataclass

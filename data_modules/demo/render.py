@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw
 
 from data_modules.demo.world import COLOURS, SUPERSAMPLE, UNIT_POLYGONS, Keyframe, Scene, State
 
+REST: State = (0.0, 0.0, 1.0, 0.0)  # where a shape that does not move stays: unmoved, nominal size, unturned
+
 
 @dataclass(frozen=True)
 class Job:
@@ -51,14 +53,14 @@ def draw_frame(scene: Scene, state: State) -> Image.Image:
     ss, canvas = SUPERSAMPLE, scene.canvas
     image = Image.new("RGB", (canvas.width * ss, canvas.height * ss), canvas.bg_rgb)
     draw = ImageDraw.Draw(image)
-    dx, dy, scale, turn = state
-    r, rgb = scene.radius * scale * ss, COLOURS[scene.look.colour]
-    for (x, y), angle in zip(scene.centres, scene.angles):
+    for (x, y), angle, part in zip(scene.centres, scene.angles, scene.shape_parts):
+        dx, dy, scale, turn = state if part.moves else REST
+        r, rgb = scene.radius * scale * ss, COLOURS[part.colour]
         cx, cy = (x + dx) * ss, (y + dy) * ss
-        if scene.look.shape == "circle":
+        if part.shape == "circle":
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=rgb)
         else:
-            draw.polygon(_polygon(scene.look.shape, cx, cy, r, angle + turn), fill=rgb)
+            draw.polygon(_polygon(part.shape, cx, cy, r, angle + turn), fill=rgb)
     return image.reduce(ss)
 
 

@@ -84,6 +84,7 @@ UNIT_POLYGONS: dict[str, list[tuple[float, float]]] = {
     "cross": _cross(),
 }
 
+
 @dataclass(frozen=True)
 class Look:
     """Appearance shared by all shapes of an item: what the noun phrase says."""
@@ -92,6 +93,15 @@ class Look:
     size: str
     colour: str
     shape: str
+
+
+class Part(NamedTuple):
+    """One shape of a scene whose shapes differ (the finegrained split): its kind, its colour,
+    and whether it performs the scene's motion or stays still at scale 1."""
+
+    shape: str
+    colour: str
+    moves: bool
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,9 @@ class Scene:
 
     Shapes sit at `centres` (px) and all move together: a keyframe gives the group
     offset, scale and extra rotation at a frame; frames between keyframes interpolate
-    linearly. Keyframe k to k+1 is segment k, performing `motions[k]`.
+    linearly. Keyframe k to k+1 is segment k, performing `motions[k]`. With `parts`, each
+    shape has its own kind and colour and only those that `move` follow the keyframes; `look`
+    then gives the count and size alone.
     """
 
     look: Look
@@ -121,6 +133,12 @@ class Scene:
     radius: float  # circumradius in px at scale 1
     motions: tuple[str, ...]
     keyframes: tuple[Keyframe, ...]
+    parts: tuple[Part, ...] | None = None
+
+    @property
+    def shape_parts(self) -> tuple[Part, ...]:
+        """Each shape's kind, colour and whether it moves: `parts`, else all alike as `look` says."""
+        return self.parts or (Part(self.look.shape, self.look.colour, True),) * len(self.centres)
 
     @property
     def n_frames(self) -> int:

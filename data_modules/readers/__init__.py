@@ -29,4 +29,5 @@ READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "didemo": read_didemo,
     "hmdb51": read_hmdb51,
     "ucf101": read_ucf101,
+    "finegrained": read_msrvtt,  # the demo corpus's finegrained test split, written in the MSR-VTT layout
 }
