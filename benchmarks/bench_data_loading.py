@@ -29,10 +29,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.demo import generate_demo_corpus
+from data_modules.readers import READERS
 from data_modules.video import build_transform, read_video, read_video_full_decode
-from vtr.config import DataConfig, load_config
+from vtr.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 READERS_UNDER_TEST = {"seek": read_video, "full decode": read_video_full_decode}

@@ -1,30 +1,10 @@
-"""Datasets for video-text retrieval, each read from its official on-disk layout.
+"""Data for video-text retrieval, one step of the pipeline a module:
 
-``READERS`` maps a dataset name (as used in ``data.train`` / ``data.val`` / ``data.test``) to a
-function ``read(root, split, cfg) -> list[VideoRecord]``, where ``root`` is ``{data.root}/{name}``
-and ``cfg`` the ``DataConfig``.
+readers/        one reader per dataset: its official on-disk layout -> ``VideoRecord`` s (``READERS``)
+dataset.py      ``VideoTextDataset``: a record -> sampled frames and a caption; ``Collator`` batches them
+video.py        decoding frames (PyAV seeks; corrupt media reported) and the train / eval transforms
+datamodule.py   ``RetrievalDataModule``: the config's named datasets, one loader each
+resumable.py    samplers and loaders whose order survives a resume from a checkpoint
+config.py       ``DataConfig``, the ``data`` section of the run configuration
+demo/           the synthetic demo corpus, written in the readers' layouts
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-
-from data_modules.action import read_hmdb51, read_ucf101
-from data_modules.activitynet import read_activitynet
-from data_modules.cc3m import read_cc3m
-from data_modules.dataset import VideoRecord
-from data_modules.didemo import read_didemo
-from data_modules.lsmdc import read_lsmdc
-from data_modules.msrvtt import read_msrvtt
-from data_modules.webvid import read_webvid
-
-READERS: dict[str, Callable[..., list[VideoRecord]]] = {
-    "webvid": read_webvid,
-    "cc3m": read_cc3m,
-    "msrvtt": read_msrvtt,
-    "lsmdc": read_lsmdc,
-    "activitynet": read_activitynet,
-    "didemo": read_didemo,
-    "hmdb51": read_hmdb51,
-    "ucf101": read_ucf101,
-}

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.dataset import Collator, VideoTextDataset
-from data_modules.files import recording_required_files
+from data_modules.readers import READERS
+from data_modules.readers.files import recording_required_files
 from data_modules.resumable import ResumableLoader, ResumableSampler, mix_seed
 from data_modules.video import build_transform
 
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
-    from vtr.protocol import EvalConfig
-
-# The data switches of ``vtr.protocol.EvalConfig`` and their released values.
+# The data switches of the evaluation protocol (``eval.*`` keys) and their released values.
 _RELEASED_SWITCHES = {
     "frame_sampling": "released",
     "transform": "released",
@@ -42,7 +39,7 @@ class RetrievalDataModule(pl.LightningDataModule):
     ``describe`` tells the metrics what a test or validation set was.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer: Any, seed: int = 0, protocol: EvalConfig | None = None) -> None:
+    def __init__(self, cfg: DataConfig, tokenizer: Any, seed: int = 0, protocol: Any = None) -> None:
         super().__init__()
         self.seed = seed
         if cfg.input_res is None:

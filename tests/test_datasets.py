@@ -14,13 +14,13 @@ from media_files import frame_number, write_clip, write_image
 from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer, BertTokenizerFast
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.datamodule import RetrievalDataModule
 from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
-from data_modules.files import DatasetFileNotFoundError, VideoFinder
+from data_modules.readers import READERS
+from data_modules.readers.files import DatasetFileNotFoundError, VideoFinder
 from data_modules.resumable import ResumableSampler
 from data_modules.video import build_transform
-from vtr.config import DataConfig
 
 WORDS = "a the red blue circle square moves left right video of small big".split()
 
@@ -214,7 +214,7 @@ def test_video_finder_lists_each_folder_once(tmp_path, monkeypatch):
         _write(tmp_path / rel, "")
     listed = []
     real_listdir = __import__("os").listdir
-    monkeypatch.setattr("data_modules.files.os.listdir", lambda p: listed.append(p) or real_listdir(p))
+    monkeypatch.setattr("data_modules.readers.files.os.listdir", lambda p: listed.append(p) or real_listdir(p))
     find = VideoFinder(tmp_path, ["a", "b"])
     assert find("x.avi") == tmp_path / "a/x.avi"  # the first folder wins
     assert find("y.avi") == tmp_path / "b/y.avi" and find("m1/z.avi") == tmp_path / "b/m1/z.avi"

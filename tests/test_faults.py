@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.dataset import Collator
-from data_modules.files import DatasetFileNotFoundError
+from data_modules.readers import READERS
+from data_modules.readers.files import DatasetFileNotFoundError
 from data_modules.video import MediaError, read_image, read_video, read_video_full_decode
 from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.checkpoint_io import AtomicCheckpointIO
-from vtr.config import DataConfig, load_config, resolve_run_dir
+from vtr.config import load_config, resolve_run_dir
 from vtr.modules.retrieval import VideoTextModule
 
 from test_training import scalars, tiny_overrides

@@ -8,16 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from media_files import write_clip
 from transformers import AutoTokenizer, BertTokenizerFast
 
-from data_modules import READERS
+from data_modules.config import DataConfig
 from data_modules.datamodule import RetrievalDataModule
 from data_modules.dataset import Collator, VideoTextDataset
-from data_modules.files import DatasetFileNotFoundError
+from data_modules.readers import READERS
+from data_modules.readers.files import DatasetFileNotFoundError
 from data_modules.video import build_transform
-from vtr.config import DataConfig
 
 
 def _write(path: Path, text: str) -> Path:

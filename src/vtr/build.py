@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from data_modules import READERS
+from data_modules.readers import READERS
 from data_modules.datamodule import RetrievalDataModule
 
 from .callbacks.progress import StepBudgetProgressBar

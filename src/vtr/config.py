@@ -16,6 +16,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data_modules.config import DATA_CHOICES, DATA_FRACTIONS, DataConfig
+
 from .protocol import EVAL_CHOICES, EVAL_PROTOCOLS, EvalConfig, apply_eval_protocol
 
 
@@ -99,35 +101,6 @@ class ModelConfig:
     max_logit_scale: float = 100.0
     mvm: MVMConfig = field(default_factory=MVMConfig)
     mascot: MascotConfig = field(default_factory=MascotConfig)
-
-
-@dataclass
-class DataConfig:
-    """Datasets are named; each is read from ``{root}/{name}/`` in its official layout."""
-
-    root: str = "data/demo"
-    train: list[str] = field(default_factory=lambda: ["webvid", "cc3m"])
-    val: list[str] = field(default_factory=lambda: ["webvid", "msrvtt"])  # the first selects checkpoints
-    test: list[str] = field(default_factory=lambda: ["msrvtt"])
-    num_frames: int = 4  # frames per video clip; images are always 1-frame clips
-    eval_num_frames: Optional[int] = None  # defaults to num_frames
-    input_res: Optional[int] = None  # defaults to model.video.img_size
-    hflip: bool = True  # training augmentation; off where captions say left/right
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area range
-    batch_size: int = 32  # per device and per training dataset
-    eval_batch_size: int = 32
-    num_workers: int = 4
-    max_text_length: int = 32
-    msrvtt_train_list: str = "9k"  # 9k | 7k
-    msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
-    video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
-    # Readers that list a split's videos: up to this fraction may be missing (logged, then skipped
-    # and counted like unreadable ones); more is an error, most likely a wrong folder
-    max_missing_videos: float = 0.1
-    action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
-    prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
-    max_train_samples: Optional[int] = None  # subsets, for smoke tests
-    max_eval_samples: Optional[int] = None
 
 
 @dataclass
@@ -220,13 +193,12 @@ _CHOICES = {
     "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
     "model.mascot.masking": ("attention", "random"),
     "model.mascot.consistency": ("sym_kl", "none"),
-    "data.msrvtt_train_list": ("9k", "7k"),
-    "data.msrvtt_test_captions": ("jsfusion", "all"),
+    **{f"data.{key}": allowed for key, allowed in DATA_CHOICES.items()},
     "optim.schedule": ("cosine", "constant"),
 }
 _FRACTIONS = (
     "model.mvm.mask_ratio", "model.mascot.rho", "model.mascot.mask_ratio", "model.mvm.ema_momentum",
-    "data.max_missing_videos",
+    *(f"data.{key}" for key in DATA_FRACTIONS),
 )  # fmt: skip
 
 

@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import check_split, read_csv
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import check_split, read_csv
 
 
 def read_cc3m(root: Path, split: str, cfg: DataConfig) -> list[VideoRecord]:

@@ -13,13 +13,10 @@ Clips are ``{movie}/{clip_id}.avi`` (or ``.mp4``), the movie being the clip id b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import check_split, find_videos, require_file, video_finder
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import check_split, find_videos, require_file, video_finder
 
 _FILES = {
     "train": "LSMDC16_annos_training.csv",

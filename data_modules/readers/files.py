@@ -9,11 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
-
+from data_modules.config import DataConfig
 
 log = logging.getLogger("data_modules")
 

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import check_split, find_videos, require_file, video_finder
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import check_split, find_videos, require_file, video_finder
 
 _FILES = {"train": "train.json", "val": "val_1.json", "test": "val_1.json"}
 VIDEO_SUBDIRS = ("videos", "videos/all", "")

@@ -14,13 +14,17 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import DatasetFileNotFoundError, check_split, find_videos, read_csv, require_file, video_finder
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import (
+    DatasetFileNotFoundError,
+    check_split,
+    find_videos,
+    read_csv,
+    require_file,
+    video_finder,
+)
 
 log = logging.getLogger("data_modules")
 

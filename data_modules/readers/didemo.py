@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import check_split, find_videos, require_file, video_finder
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import check_split, find_videos, require_file, video_finder
 
 VIDEO_SUBDIRS = ("videos", "")
 EXTENSIONS = (".mp4", ".mov", ".avi", ".3gp", ".m4v", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", "")

@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_modules.config import DataConfig
 from data_modules.dataset import VideoRecord
-from data_modules.files import check_split, read_csv
-
-if TYPE_CHECKING:
-    from vtr.config import DataConfig
+from data_modules.readers.files import check_split, read_csv
 
 # WebVid has no test split; its val split (5k clips) serves for both.
 _CSV = {"train": "results_2M_train.csv", "val": "results_2M_val.csv", "test": "results_2M_val.csv"}
