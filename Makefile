@@ -50,7 +50,7 @@ format: $(ENV_STAMP) ## ruff: fix what can be fixed and format the tree
 
 test: $(ENV_STAMP) ## the fast test suite, then test-slurm where Slurm can run (what CI runs; SLURM_TEST=0 skips it)
 	$(PY) -m pytest -q
-	@if [ "$(SLURM_TEST)" = 0 ]; then why="SLURM_TEST=0"; else why=$$($(PY) tests/slurm_cluster.py check); fi; \
+	@if [ "$(SLURM_TEST)" = 0 ]; then why="SLURM_TEST=0"; else why=$$(PYTHONPATH=tests $(PY) -m helpers.slurm_cluster check); fi; \
 	if [ "$$why" = ok ]; then $(MAKE) --no-print-directory test-slurm; \
 	else echo "*** make test: the Slurm requeue test (make test-slurm) was NOT run: $$why"; fi
 

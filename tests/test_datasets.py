@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from media_files import frame_number, write_clip, write_image
+from helpers.media import frame_number, write_clip, write_image
 from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer, BertTokenizerFast
 

@@ -79,7 +79,7 @@ def test_two_process_evaluation_matches_one_process(tiny_demo_root, tmp_path):
     import subprocess
     import sys
 
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     results = {}
     for devices in (1, 2):
@@ -115,7 +115,7 @@ def test_two_process_ddp_training_runs(recipe, extra, tiny_demo_root, tmp_path):
     import subprocess
     import sys
 
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["trainer.devices=2", "trainer.strategy=ddp", "data.test=[]", *extra]
     cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", f"experiments/pretrain/{recipe}", *args]

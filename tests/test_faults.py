@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import shutil
@@ -26,7 +27,7 @@ from vtr.checkpoint_io import AtomicCheckpointIO
 from vtr.config import load_config, resolve_run_dir
 from vtr.modules.retrieval import VideoTextModule
 
-from test_training import scalars, tiny_overrides
+from helpers.runs import scalars, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments/pretrain/demo.yaml"
@@ -287,7 +288,7 @@ _DDP_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_training import tiny_overrides
+from helpers.runs import tiny_overrides
 from vtr.build import run
 from vtr.config import load_config
 from vtr.modules.retrieval import VideoTextModule
@@ -312,9 +313,10 @@ run(load_config({demo!r}, tiny_overrides(Path(root), Path(out), steps=3) + extra
 def test_under_ddp_every_rank_takes_the_nonfinite_decision_of_one(policy, tiny_demo_root, tmp_path):
     """A NaN on one rank only: all skip together (or all stop), where a rank going on alone would hang."""
     script = tmp_path / "nan_on_rank1.py"
-    script.write_text(_DDP_SCRIPT.format(tests=str(ROOT / "tests"), demo=str(DEMO)))
+    script.write_text(_DDP_SCRIPT.format(demo=str(DEMO)))
     cmd = [sys.executable, str(script), str(tiny_demo_root), str(tmp_path / "out"), policy]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     if policy == "stop":
         assert done.returncode != 0 and "non-finite training loss at step 1 (batch 0) on 1 of 2 ranks" in done.stderr
         return

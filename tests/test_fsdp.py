@@ -113,7 +113,7 @@ def test_fsdp2_matches_ddp_with_miles_snapshot_and_checkpoints_cross_read(tiny_d
     with DDP and with FSDP2 give the same losses, weights (snapshot included) and optimizer state.
     Then FSDP2 resumes DDP's checkpoint, writing sharded checkpoints, resumes its own sharded
     checkpoint, and fine-tuning / evaluation read that folder as init_from."""
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     from vtr.build import build_module
 
@@ -178,7 +178,7 @@ def test_fsdp2_matches_ddp_with_miles_snapshot_and_checkpoints_cross_read(tiny_d
 def test_sharded_strategies_train_on_a_gpu(strategy, tiny_demo_root, tmp_path):
     """FSDP1 refuses the CPU: on a GPU, both strategies train MILES with bf16, activation
     checkpointing and sharded checkpoints, which init_from reads back."""
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + [
         "experiment=gpu",

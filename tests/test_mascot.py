@@ -62,7 +62,7 @@ def test_symmetric_kl_is_zero_for_equal_views_and_symmetric():
 
 
 def _module(tiny_demo_root, *overrides):
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     cfg = load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + list(overrides))
     return VideoTextModule(OmegaConf.to_container(cfg, resolve=True))

@@ -70,7 +70,7 @@ def test_weight_decay_spares_norms_biases_embeddings_and_tokens(tiny_demo_root):
 
     from omegaconf import OmegaConf
 
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
     from vtr.config import load_config
     from vtr.modules.retrieval import VideoTextModule
 

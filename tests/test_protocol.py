@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media_files import frame_number, write_clip
-from test_training import tiny_overrides
+from helpers.media import frame_number, write_clip
+from helpers.runs import tiny_overrides
 from transformers import BertTokenizerFast
 
 from data_modules.datamodule import RetrievalDataModule

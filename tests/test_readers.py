@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from media_files import write_clip
+from helpers.media import write_clip
 from transformers import AutoTokenizer, BertTokenizerFast
 
 from data_modules.config import DataConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training import tiny_overrides
+from helpers.runs import tiny_overrides
 
 from data_modules.resumable import ResumableLoader, ResumableSampler
 from vtr.build import run

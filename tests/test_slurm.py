@@ -18,8 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import SlurmCluster, install, why_not_startable  # noqa: E402
+from helpers.slurm_cluster import SlurmCluster, install, why_not_startable
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 200

@@ -6,57 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.callbacks.snapshot_ema import SnapshotEMA
 from vtr.config import load_config, resolve_run_dir
 
+from helpers.runs import scalars, tiny_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(ROOT.glob("experiments/**/*.yaml"))
-
-
-def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
-    """Shrinks any recipe to seconds on a CPU; everything else in the recipe stays as it is."""
-    return [
-        f"data.root={data_root}",
-        f"output_dir={out}",
-        "model.video.img_size=32",
-        "model.video.patch_size=8",
-        "model.video.width=32",
-        "model.video.depth=1",
-        "model.video.heads=2",
-        "model.video.pretrained=null",
-        f"model.text.name_or_path={data_root}/tokenizer",
-        "model.text.pretrained=false",
-        "model.text.width=32",
-        "model.text.depth=1",
-        "model.text.heads=2",
-        "model.embed_dim=16",
-        "model.mvm.start_step=0",  # MVM (where a recipe has it) from the first of these few steps
-        "model.mascot.decoder_heads=2",
-        "data.input_res=32",
-        "data.batch_size=4",
-        "data.eval_batch_size=8",
-        "data.num_workers=0",
-        "data.num_frames=2",
-        "data.eval_num_frames=2",
-        f"trainer.max_steps={steps}",
-        "trainer.max_epochs=null",
-        f"trainer.val_check_interval={steps}",
-        "trainer.check_val_every_n_epoch=null",
-        "trainer.accelerator=cpu",
-        "trainer.devices=1",
-        "trainer.strategy=auto",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
-        "trainer.log_every_n_steps=1",
-    ]
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    acc = EventAccumulator(str(run_dir)).Reload()
-    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, tmp_path):

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from media_files import frame_number, marked_frame, write_clip, write_image
+from helpers.media import frame_number, marked_frame, write_clip, write_image
 from torchvision import tv_tensors
 
 from data_modules import video

@@ -1,0 +1,1 @@
+"""Test helpers shared by several test files (tests import these, never each other)."""
