@@ -25,7 +25,6 @@ def test_step_time_wait_and_clips_per_second() -> None:
     trainer = SimpleNamespace(world_size=2, global_step=0)
     module = _Recorder()
     batch = {"webvid": {"video": torch.zeros(5, 1)}, "cc3m": {"video": torch.zeros(3, 1)}}
-    callback.on_train_epoch_start(trainer, module)
     for step in range(4):
         time.sleep(0.06)  # the loader
         callback.on_train_batch_start(trainer, module, batch, step)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.callbacks.snapshot_ema import SnapshotEMA
 from vtr.config import load_config, resolve_run_dir
 
-from helpers.runs import scalars, tiny_overrides
+from helpers.runs import custom_scalars_layout, scalars, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(ROOT.glob("experiments/**/*.yaml"))
@@ -32,6 +33,19 @@ def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, t
     assert 0 <= test["t2v"]["R1"] <= test["t2v"]["R5"] <= test["t2v"]["R10"] <= 100
     assert test["num_videos"] == test["num_captions"]  # JSFUSION: one caption a test video
     assert (run_dir / "config.yaml").read_text().count("mvm") >= 1
+    for tag in ("perf/clips_per_sec", "perf/step_time", "perf/data_wait"):
+        assert len(logged[tag]) == 2, tag  # every step but the first, which has no previous step end
+    assert all(0 <= w <= 1 for w in logged["perf/data_wait"])
+    # the custom-scalars layout: every chart's tag pattern matches scalars the run logged
+    layout = custom_scalars_layout(run_dir)
+    charts = {chart.title: chart for category in layout.category for chart in category.chart}
+    assert {"loss terms", "val msrvtt t2v R@1/5/10", "val webvid v2t R@1/5/10", "test msrvtt v2t R@1/5/10"} <= set(charts)
+    losses = [t for t in logged if any(re.match(p, t) for p in charts["loss terms"].multiline.tag)]
+    assert set(losses) == {"train/loss", "train/loss_contrastive", "train/loss_mvm"}
+    for title in ("val msrvtt t2v R@1/5/10", "val webvid v2t R@1/5/10", "test msrvtt v2t R@1/5/10"):
+        matched = [t for t in logged if any(re.match(p, t) for p in charts[title].multiline.tag)]
+        stage, dataset, direction = title.split()[:3]
+        assert sorted(matched) == sorted(f"{stage}/{dataset}/{direction}_R{k}" for k in (1, 5, 10)), title
 
 
 def test_snapshot_is_the_ema_of_the_online_encoder_and_gets_no_gradient(tiny_demo_root, tmp_path):

@@ -20,6 +20,7 @@ from .callbacks.retrieval_eval import RetrievalEvaluator
 from .callbacks.rng_state import RNGState
 from .callbacks.slurm_requeue import SlurmRequeue
 from .callbacks.snapshot_ema import SnapshotEMA
+from .callbacks.tensorboard_layout import ScalarsLayout
 from .callbacks.throughput import Throughput
 from .checkpoint_io import AtomicCheckpointIO
 from .config import ConfigError, resolve_run_dir
@@ -74,6 +75,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
     ties = (cfg.eval.t2v_tie_break, cfg.eval.v2t_tie_break)
     evaluator = RetrievalEvaluator(run_dir / "metrics.json", ties, cfg.report_dual_softmax, cfg.eval_protocol)
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState(), Throughput()]
+    callbacks.append(ScalarsLayout(cfg.data.val, cfg.data.test))
     callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None

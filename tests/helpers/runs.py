@@ -49,3 +49,12 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
     """Every scalar a run logged to TensorBoard, by tag, in step order."""
     acc = EventAccumulator(str(run_dir)).Reload()
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def custom_scalars_layout(run_dir: Path):
+    """The TensorBoard custom-scalars layout a run wrote (a ``layout_pb2.Layout``)."""
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
+    event = acc.Tensors(metadata.CONFIG_SUMMARY_TAG)[-1]
+    return layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])

@@ -34,11 +34,8 @@ class Throughput(L.Callback):
         self._wait = 0.0
         self._sums = {"clips": 0.0, "time": 0.0, "wait": 0.0}
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_end = None  # the gap across an epoch boundary includes validation
-
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._last_end = None  # nor does the gap after a mid-epoch validation count as waiting
+        self._last_end = None  # the gap that holds a validation is not time spent waiting for data
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
