@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,8 +32,12 @@ class VideoEncoderConfig:
     num_frames: int = 4  # temporal embeddings learned; more frames at run time are interpolated
     drop_path_rate: float = 0.0
     # timm model name (ImageNet weights from the hub) or a local state-dict file; null = random init
-    pretrained: Optional[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
+    pretrained: str | None = "vit_base_patch16_224.orig_in21k_ft_in1k"
     grad_checkpointing: bool = False
+    # released: Frozen-in-Time / MILES blocks, the temporal attention's output feeds only the spatial
+    # attention's input. residual_temporal: it is also added to the residual stream (this project's
+    # checkpoints from before the key existed, which are read with it so they keep their function)
+    block_wiring: str = "released"
 
 
 @dataclass
@@ -43,7 +47,8 @@ class TextEncoderConfig:
     pretrained: bool = True  # false: random init of a `model_type` encoder of the size below
     model_type: str = "bert"
     # cls: the [CLS] hidden state (Frozen, MILES). mean: average over real tokens; the demo's
-    # random-init BERT needs it, as its [CLS] barely depends on the input at init.
+    # random-init BERT needs it, as its [CLS] barely depends on the input at init. pooler: BERT's
+    # pooler output (tanh dense layer on [CLS]), what released Frozen-in-Time models with BERT use.
     pooling: str = "cls"
     width: int = 768
     depth: int = 12
@@ -108,8 +113,8 @@ class DataConfig:
     val: list[str] = field(default_factory=lambda: ["webvid", "msrvtt"])  # the first selects checkpoints
     test: list[str] = field(default_factory=lambda: ["msrvtt"])
     num_frames: int = 4  # frames per video clip; images are always 1-frame clips
-    eval_num_frames: Optional[int] = None  # defaults to num_frames
-    input_res: Optional[int] = None  # defaults to model.video.img_size
+    eval_num_frames: int | None = None  # defaults to num_frames
+    input_res: int | None = None  # defaults to model.video.img_size
     hflip: bool = True  # training augmentation; off where captions say left/right
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area range
     batch_size: int = 32  # per device and per training dataset
@@ -118,14 +123,14 @@ class DataConfig:
     max_text_length: int = 32
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
-    video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
+    video_dir: str | None = None  # searched first for videos; absolute or relative to {root}/{name}
     # Readers that list a split's videos: up to this fraction may be missing (logged, then skipped
     # and counted like unreadable ones); more is an error, most likely a wrong folder
     max_missing_videos: float = 0.1
     action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
     prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
-    max_train_samples: Optional[int] = None  # subsets, for smoke tests
-    max_eval_samples: Optional[int] = None
+    max_train_samples: int | None = None  # subsets, for smoke tests
+    max_eval_samples: int | None = None
 
 
 @dataclass
@@ -148,14 +153,14 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp | fsdp | fsdp2 (sharded: see FSDPConfig) | any other Lightning name
     precision: str = "32-true"
     max_steps: int = -1
-    max_epochs: Optional[int] = None
-    gradient_clip_val: Optional[float] = 1.0
+    max_epochs: int | None = None
+    gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    val_check_interval: Optional[Any] = None
-    check_val_every_n_epoch: Optional[int] = 1
+    val_check_interval: Any | None = None
+    check_val_every_n_epoch: int | None = 1
     log_every_n_steps: int = 50
-    limit_train_batches: Optional[Any] = None
-    limit_val_batches: Optional[Any] = None
+    limit_train_batches: Any | None = None
+    limit_val_batches: Any | None = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
     deterministic: bool = False
@@ -172,7 +177,7 @@ class FSDPConfig:
     activation_checkpointing: bool = False  # recompute each video / text transformer block in backward
     # false: a full state dict gathered on rank 0, one .ckpt file like any other run's.
     # true: each rank writes its shard, the checkpoint is a folder (DCP files + meta.pt); init_from,
-    # resume and evaluate read such folders as well (vtr.weights.read_state_dict).
+    # resume and evaluate read such folders as well (vtr.checkpoints).
     sharded_checkpoint: bool = False
 
 
@@ -180,11 +185,11 @@ class FSDPConfig:
 class RunConfig:
     task: str = "pretrain"  # pretrain | finetune | evaluate
     experiment: str = "default"
-    version: Optional[str] = None  # default: $SLURM_JOB_ID, else the next free version_N
+    version: str | None = None  # default: $SLURM_JOB_ID, else the next free version_N
     output_dir: str = "checkpoints"
     seed: int = 0
-    init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
-    resume: Optional[str] = None  # a last.ckpt to continue
+    init_from: str | None = None  # a checkpoint whose weights start the run (fine-tuning)
+    resume: str | None = None  # a last.ckpt to continue
     tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
@@ -201,7 +206,8 @@ _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
     "tie_break": ("average", "optimistic"),
     "nonfinite_loss": ("stop", "skip"),
-    "model.text.pooling": ("cls", "mean"),
+    "model.video.block_wiring": ("released", "residual_temporal"),
+    "model.text.pooling": ("cls", "mean", "pooler"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
     "model.mvm.target": ("tokens", "joint"),
@@ -241,25 +247,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def checkpoint_model_config(path: str) -> Optional[dict]:
-    """The ``model`` section a checkpoint of this project was trained with, if it carries one."""
-    if not _is_checkpoint(path):
+def checkpoint_model_config(path: str) -> dict | None:
+    """The ``model`` section of the checkpoint ``path`` (the one it was trained with, or the one
+    its weights imply for released Frozen-in-Time / MILES files); None if it says nothing."""
+    from .checkpoints import (  # torch: only when needed
+        CheckpointError,
+        is_checkpoint,
+        stored_model_config,
+    )
+
+    if not is_checkpoint(path):
         raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
-    import torch
-
-    if Path(path).is_dir():  # a sharded checkpoint: everything but the tensors is in meta.pt
-        path = str(Path(path) / "meta.pt")
     try:
-        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as err:  # a truncated or foreign file: name it
-        raise ConfigError(f"config key 'init_from': cannot read checkpoint {path}: {err}") from None
-    config = (ckpt.get("hyper_parameters") or {}).get("config") if isinstance(ckpt, dict) else None
-    return config["model"] if config and "model" in config else None
-
-
-def _is_checkpoint(path: str) -> bool:
-    """A checkpoint file, or the folder of a sharded one (``fsdp.sharded_checkpoint``)."""
-    return Path(path).is_file() or (Path(path) / "meta.pt").is_file()
+        return stored_model_config(path)
+    except CheckpointError as err:  # a truncated or foreign file: name it
+        raise ConfigError(f"config key 'init_from': {err}") from None
 
 
 def read_yaml(path: Path) -> DictConfig:
@@ -316,8 +318,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):
         value = cfg[key]
-        if value is not None and not _is_checkpoint(value):
-            raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
+        if value is not None:
+            from .checkpoints import (
+                is_checkpoint,  # imports torch: only when a checkpoint is named
+            )
+
+            if not is_checkpoint(value):
+                raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
