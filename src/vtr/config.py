@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,7 +32,7 @@ class VideoEncoderConfig:
     num_frames: int = 4  # temporal embeddings learned; more frames at run time are interpolated
     drop_path_rate: float = 0.0
     # timm model name (ImageNet weights from the hub) or a local state-dict file; null = random init
-    pretrained: str | None = "vit_base_patch16_224.orig_in21k_ft_in1k"
+    pretrained: Optional[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
     grad_checkpointing: bool = False
     # released: Frozen-in-Time / MILES blocks, the temporal attention's output feeds only the spatial
     # attention's input. residual_temporal: it is also added to the residual stream (this project's
@@ -113,8 +113,8 @@ class DataConfig:
     val: list[str] = field(default_factory=lambda: ["webvid", "msrvtt"])  # the first selects checkpoints
     test: list[str] = field(default_factory=lambda: ["msrvtt"])
     num_frames: int = 4  # frames per video clip; images are always 1-frame clips
-    eval_num_frames: int | None = None  # defaults to num_frames
-    input_res: int | None = None  # defaults to model.video.img_size
+    eval_num_frames: Optional[int] = None  # defaults to num_frames
+    input_res: Optional[int] = None  # defaults to model.video.img_size
     hflip: bool = True  # training augmentation; off where captions say left/right
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area range
     batch_size: int = 32  # per device and per training dataset
@@ -123,14 +123,14 @@ class DataConfig:
     max_text_length: int = 32
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
-    video_dir: str | None = None  # searched first for videos; absolute or relative to {root}/{name}
+    video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
     # Readers that list a split's videos: up to this fraction may be missing (logged, then skipped
     # and counted like unreadable ones); more is an error, most likely a wrong folder
     max_missing_videos: float = 0.1
     action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
     prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
-    max_train_samples: int | None = None  # subsets, for smoke tests
-    max_eval_samples: int | None = None
+    max_train_samples: Optional[int] = None  # subsets, for smoke tests
+    max_eval_samples: Optional[int] = None
 
 
 @dataclass
@@ -153,14 +153,14 @@ class TrainerConfig:
     strategy: str = "auto"  # auto | ddp | fsdp | fsdp2 (sharded: see FSDPConfig) | any other Lightning name
     precision: str = "32-true"
     max_steps: int = -1
-    max_epochs: int | None = None
-    gradient_clip_val: float | None = 1.0
+    max_epochs: Optional[int] = None
+    gradient_clip_val: Optional[float] = 1.0
     accumulate_grad_batches: int = 1
-    val_check_interval: Any | None = None
-    check_val_every_n_epoch: int | None = 1
+    val_check_interval: Optional[Any] = None
+    check_val_every_n_epoch: Optional[int] = 1
     log_every_n_steps: int = 50
-    limit_train_batches: Any | None = None
-    limit_val_batches: Any | None = None
+    limit_train_batches: Optional[Any] = None
+    limit_val_batches: Optional[Any] = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
     deterministic: bool = False
@@ -185,11 +185,11 @@ class FSDPConfig:
 class RunConfig:
     task: str = "pretrain"  # pretrain | finetune | evaluate
     experiment: str = "default"
-    version: str | None = None  # default: $SLURM_JOB_ID, else the next free version_N
+    version: Optional[str] = None  # default: $SLURM_JOB_ID, else the next free version_N
     output_dir: str = "checkpoints"
     seed: int = 0
-    init_from: str | None = None  # a checkpoint whose weights start the run (fine-tuning)
-    resume: str | None = None  # a last.ckpt to continue
+    init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
+    resume: Optional[str] = None  # a last.ckpt to continue
     tie_break: str = "average"  # retrieval ranks: average over ties | optimistic (the released code's)
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
@@ -247,14 +247,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def checkpoint_model_config(path: str) -> dict | None:
+def checkpoint_model_config(path: str) -> Optional[dict]:
     """The ``model`` section of the checkpoint ``path`` (the one it was trained with, or the one
     its weights imply for released Frozen-in-Time / MILES files); None if it says nothing."""
-    from .checkpoints import (  # torch: only when needed
-        CheckpointError,
-        is_checkpoint,
-        stored_model_config,
-    )
+    from .checkpoints import CheckpointError, is_checkpoint, stored_model_config  # torch: only when needed
 
     if not is_checkpoint(path):
         raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
@@ -319,9 +315,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("init_from", "resume"):
         value = cfg[key]
         if value is not None:
-            from .checkpoints import (
-                is_checkpoint,  # imports torch: only when a checkpoint is named
-            )
+            from .checkpoints import is_checkpoint  # imports torch: only when a checkpoint is named
 
             if not is_checkpoint(value):
                 raise ConfigError(f"config key '{key}': checkpoint not found: {value}")

@@ -23,7 +23,7 @@ the same strategy and :func:`vtr.checkpoints.read_sharded_state_dict` turns into
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, Strategy
@@ -33,7 +33,6 @@ from torch import nn
 from .models.layers import DividedSpaceTimeBlock
 from .models.text_encoder import TextEncoder
 from .models.video_encoder import SpaceTimeViT
-
 
 def text_block_classes() -> set[type[nn.Module]]:
     """The Hugging Face transformer layer classes of the text encoders we build (BERT, DistilBERT);
@@ -126,10 +125,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         if self._save_distributed_checkpoint:
             return super().optimizer_state(optimizer)
         from lightning.pytorch.core.optimizer import LightningOptimizer
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         if isinstance(optimizer, LightningOptimizer):
             optimizer = optimizer._optimizer
@@ -146,10 +142,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         if not path.is_file():  # a sharded folder: Lightning's own loading
             return super().load_checkpoint(path, weights_only)
         from lightning.fabric.strategies.model_parallel import _load_raw_module_state
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_optimizer_state_dict,
-        )
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         assert self.model is not None and self.lightning_module is not None
         strict = self.lightning_module.strict_loading
@@ -227,7 +220,7 @@ def enable_activation_checkpointing(encoder: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------- config -> strategy
-def build_strategy(cfg: DictConfig) -> str | Strategy:
+def build_strategy(cfg: DictConfig) -> Union[str, Strategy]:
     """``trainer.strategy`` as Lightning takes it: ``fsdp`` / ``fsdp2`` become configured
     strategy objects, anything else (``auto``, ``ddp``, ...) is passed through by name."""
     name = str(cfg.trainer.strategy)
