@@ -188,3 +188,127 @@ def test_missing_and_misshaped_keys_are_listed(tokenizer, tmp_path):
         load_checkpoint(tmp_path / "bad.pth", text_model=str(TOKENIZER))
     assert "missing: video.blocks.1.attn_time.proj.weight" in str(err.value)
     assert "shape mismatch: text_proj.1.bias (5,) vs (24,)" in str(err.value)
+
+
+# --- the same loader behind init_from / CKPT= ---------------------------------------------------
+EVAL_ARGS = ["data.num_workers=0", "data.eval_batch_size=8", "trainer.accelerator=cpu", "trainer.devices=1",
+             "trainer.enable_progress_bar=false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def released_for_demo(tiny_demo_root, tmp_path_factory):
+    """A tiny MILES checkpoint whose text tower fits the demo corpus' tokenizer."""
+    tok = AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer")
+    ckpt = released_checkpoint(tiny_text_model("distilbert", len(tok)), "text_proj", True)
+    path = tmp_path_factory.mktemp("released") / "MILES.pth"
+    torch.save(ckpt, path)
+    return path, ckpt
+
+
+@pytest.mark.parametrize("dataset", ["msrvtt", "lsmdc", "activitynet", "didemo"])
+def test_evaluate_and_finetune_recipes_take_a_released_checkpoint(dataset, released_for_demo, tiny_demo_root, tmp_path):
+    from vtr.build import build_module
+    from vtr.config import load_config
+
+    path, ckpt = released_for_demo
+    args = [f"init_from={path}", f"data.root={tiny_demo_root}", f"model.text.name_or_path={tiny_demo_root / 'tokenizer'}",
+            f"output_dir={tmp_path}", *EVAL_ARGS]  # fmt: skip
+    cfg = load_config(ROOT / f"experiments/finetune/{dataset}.yaml", ["task=evaluate", *args])
+    assert (cfg.model.video.width, cfg.model.video.num_frames, cfg.model.text.model_type) == (128, 4, "distilbert")
+    module = build_module(cfg)  # the fine-tuning module, objective parts and all
+    state = ckpt["state_dict"]
+    assert torch.equal(module.model.video.blocks[1].attn_time.qkv.weight, state["module.video_model.blocks.1.timeattn.qkv.weight"])
+    assert torch.equal(module.model.text_proj[1].weight, state["module.text_proj.1.weight"])
+    assert main(["evaluate", "-c", f"experiments/finetune/{dataset}.yaml", *args]) == 0
+    metrics = next(tmp_path.glob("*/version_0/metrics.json"))
+    assert f'"{dataset}"' in metrics.read_text()
+
+
+def test_stretched_temporal_embedding_when_a_recipe_builds_more_frames(released_for_demo, tiny_demo_root):
+    from vtr.build import build_module
+    from vtr.config import load_config
+
+    path, ckpt = released_for_demo
+    cfg = load_config(ROOT / "experiments/finetune/activitynet.yaml", [
+        f"init_from={path}", f"data.root={tiny_demo_root}", f"model.text.name_or_path={tiny_demo_root / 'tokenizer'}",
+        "model.video.num_frames=7"])  # fmt: skip
+    got = build_module(cfg).model.video.temporal_embed[0].detach()
+    old = ckpt["state_dict"]["module.video_model.temporal_embed"][0]  # 4 frames -> 7: every second one is a midpoint
+    assert torch.allclose(got[::2], old, atol=1e-6) and torch.allclose(got[1], (old[0] + old[1]) / 2, atol=1e-6)
+
+
+# --- this project's own checkpoints -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def own_checkpoint(tiny_demo_root, tmp_path_factory):
+    from test_training import tiny_overrides
+
+    from vtr.build import run
+    from vtr.config import load_config, resolve_run_dir
+
+    out = tmp_path_factory.mktemp("own")
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, out, steps=1) + ["data.test=[]"])
+    run(cfg)
+    return resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
+
+
+def test_own_checkpoint_holds_only_plain_objects_and_loads_as_trained(own_checkpoint, tiny_demo_root, tmp_path):
+    from vtr.config import load_config
+    from vtr.models import DualEncoder
+
+    ckpt = torch.load(own_checkpoint, map_location="cpu", weights_only=True)  # Lightning's contents are plain
+    model_cfg = ckpt["hyper_parameters"]["config"]["model"]
+    assert model_cfg["video"]["block_wiring"] == "released"
+    loaded = load_checkpoint(own_checkpoint)
+    assert loaded.model_config["video"]["width"] == 32 and loaded.tokenizer == model_cfg["text"]["name_or_path"]
+    # The reference: a DualEncoder of the run's config given the checkpoint's model.* tensors by hand.
+    ref = DualEncoder(load_config(None, [f"model.{k}={v}" for k, v in _flat(model_cfg)]).model)
+    ref.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    video, text = _inputs()[1][:, :, :, :32, :32], _text(AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer"))
+    with torch.no_grad():
+        assert torch.equal(loaded.model.embed_video(video)[0], ref.eval().embed_video(video)[0])
+        assert torch.equal(loaded.model.embed_text(text)[0], ref.embed_text(text)[0])
+    out = tmp_path / "own.safetensors"
+    assert main(["convert", str(own_checkpoint), str(out)]) == 0
+    again = load_checkpoint(out)
+    assert again.weights_hash == loaded.weights_hash
+    with torch.no_grad():
+        assert torch.equal(again.model.embed_video(video)[0], ref.embed_video(video)[0])
+
+
+def test_checkpoints_from_before_block_wiring_keep_their_function(own_checkpoint, tiny_demo_root, tmp_path):
+    from vtr.config import load_config
+
+    ckpt = torch.load(own_checkpoint, map_location="cpu", weights_only=True)
+    del ckpt["hyper_parameters"]["config"]["model"]["video"]["block_wiring"]
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    cfg = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={old}", f"data.root={tiny_demo_root}"])
+    assert cfg.model.video.block_wiring == "residual_temporal"
+    model = load_checkpoint(old).model
+    assert {block.wiring for block in model.video.blocks} == {"residual_temporal"}
+    assert load_checkpoint(own_checkpoint).model.video.blocks[0].wiring == "released"
+
+
+def _flat(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", "null" if value is None else value
+
+
+# --- text tower sizes -----------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_random_init_text_encoder_has_the_configured_sizes(family):
+    from vtr.config import TextEncoderConfig
+    from vtr.models.text_encoder import TextEncoder
+
+    cfg = TextEncoderConfig(name_or_path=str(TOKENIZER), pretrained=False, model_type=family, width=48, depth=3, heads=4)
+    model = TextEncoder(cfg).model
+    if family == "bert":
+        layers = model.encoder.layer
+        ffn, heads = layers[0].intermediate.dense.out_features, layers[0].attention.self.num_attention_heads
+    else:
+        layers = model.transformer.layer
+        ffn, heads = layers[0].ffn.lin1.out_features, layers[0].attention.n_heads
+    assert (model.embeddings.word_embeddings.weight.shape[1], len(layers), heads, ffn) == (48, 3, 4, 192)
