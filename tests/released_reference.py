@@ -48,7 +48,8 @@ def tiny_text_model(family: str, vocab_size: int, seed: int = 0):
     if family == "distilbert":
         sizes = dict(dim=TEXT_WIDTH, n_layers=2, n_heads=1, hidden_dim=4 * TEXT_WIDTH)
     else:
-        sizes = dict(hidden_size=TEXT_WIDTH, num_hidden_layers=2, num_attention_heads=1, intermediate_size=4 * TEXT_WIDTH)
+        sizes = dict(hidden_size=TEXT_WIDTH, num_hidden_layers=2, num_attention_heads=1)
+        sizes["intermediate_size"] = 4 * TEXT_WIDTH
     model = AutoModel.from_config(AutoConfig.for_model(family, vocab_size=vocab_size, pad_token_id=0, **sizes))
     return model.double().eval()
 

@@ -13,15 +13,15 @@ import torch
 from released_reference import (
     FRAMES,
     IMG,
-    released_checkpoint,
-    released_video_state,
     reference_embeddings,
     reference_video_features,
+    released_checkpoint,
+    released_video_state,
     tiny_text_model,
 )
 from transformers import AutoTokenizer
 
-from vtr.checkpoints import CheckpointMismatch, convert, load_checkpoint, read_checkpoint, safe_torch_load
+from vtr.checkpoints import CheckpointMismatch, load_checkpoint, read_checkpoint, safe_torch_load
 from vtr.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_foreign_config_object_is_ignored_and_weights_load(tmp_path, caplog):
     finally:
         sys.path.remove(str(module_dir))
         del sys.modules["parse_config"]
-    with pytest.raises(Exception):  # what plain torch.load does now: no such module
+    with pytest.raises(ModuleNotFoundError):  # what an unrestricted torch.load does now
         torch.load(tmp_path / "model.pth", weights_only=False)
     with caplog.at_level(logging.WARNING):
         raw = read_checkpoint(tmp_path / "model.pth")
@@ -102,9 +102,9 @@ def test_a_pickle_that_would_create_a_file_is_read_without_running(tmp_path, zip
 
 # --- the released block wiring ----------------------------------------------------------------
 def test_encoder_computes_the_released_forward_in_float64():
-    from vtr.models.video_encoder import SpaceTimeViT
-
     from released_reference import DEPTH, HEADS, PATCH, WIDTH
+
+    from vtr.models.video_encoder import SpaceTimeViT
 
     sd = released_video_state()
     enc = SpaceTimeViT(img_size=IMG, patch_size=PATCH, width=WIDTH, depth=DEPTH, heads=HEADS, num_frames=FRAMES)
@@ -211,13 +211,14 @@ def test_evaluate_and_finetune_recipes_take_a_released_checkpoint(dataset, relea
     from vtr.config import load_config
 
     path, ckpt = released_for_demo
-    args = [f"init_from={path}", f"data.root={tiny_demo_root}", f"model.text.name_or_path={tiny_demo_root / 'tokenizer'}",
-            f"output_dir={tmp_path}", *EVAL_ARGS]  # fmt: skip
+    tokenizer = f"model.text.name_or_path={tiny_demo_root / 'tokenizer'}"
+    args = [f"init_from={path}", f"data.root={tiny_demo_root}", tokenizer, f"output_dir={tmp_path}", *EVAL_ARGS]
     cfg = load_config(ROOT / f"experiments/finetune/{dataset}.yaml", ["task=evaluate", *args])
     assert (cfg.model.video.width, cfg.model.video.num_frames, cfg.model.text.model_type) == (128, 4, "distilbert")
     module = build_module(cfg)  # the fine-tuning module, objective parts and all
     state = ckpt["state_dict"]
-    assert torch.equal(module.model.video.blocks[1].attn_time.qkv.weight, state["module.video_model.blocks.1.timeattn.qkv.weight"])
+    time_qkv = state["module.video_model.blocks.1.timeattn.qkv.weight"]
+    assert torch.equal(module.model.video.blocks[1].attn_time.qkv.weight, time_qkv)
     assert torch.equal(module.model.text_proj[1].weight, state["module.text_proj.1.weight"])
     assert main(["evaluate", "-c", f"experiments/finetune/{dataset}.yaml", *args]) == 0
     metrics = next(tmp_path.glob("*/version_0/metrics.json"))
@@ -246,7 +247,8 @@ def own_checkpoint(tiny_demo_root, tmp_path_factory):
     from vtr.config import load_config, resolve_run_dir
 
     out = tmp_path_factory.mktemp("own")
-    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, out, steps=1) + ["data.test=[]"])
+    overrides = tiny_overrides(tiny_demo_root, out, steps=1) + ["data.test=[]"]
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides)
     run(cfg)
     return resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
 
@@ -303,7 +305,8 @@ def test_random_init_text_encoder_has_the_configured_sizes(family):
     from vtr.config import TextEncoderConfig
     from vtr.models.text_encoder import TextEncoder
 
-    cfg = TextEncoderConfig(name_or_path=str(TOKENIZER), pretrained=False, model_type=family, width=48, depth=3, heads=4)
+    sizes = dict(width=48, depth=3, heads=4)
+    cfg = TextEncoderConfig(name_or_path=str(TOKENIZER), pretrained=False, model_type=family, **sizes)
     model = TextEncoder(cfg).model
     if family == "bert":
         layers = model.encoder.layer

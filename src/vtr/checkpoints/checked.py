@@ -26,13 +26,18 @@ def _describe(missing: list[str], unexpected: list[str], shapes: list[str], sour
 
 
 def load_checked(
-    module: nn.Module, state: dict[str, Tensor], source: str, may_miss: tuple[str, ...] = (), may_ignore: tuple[str, ...] = ()
+    module: nn.Module,
+    state: dict[str, Tensor],
+    source: str,
+    may_miss: tuple[str, ...] = (),
+    may_ignore: tuple[str, ...] = (),
 ) -> list[str]:
     """``load_state_dict`` that names every mismatch; keys containing a string of ``may_miss``
     may be absent and those containing one of ``may_ignore`` may be extra. Returns the keys
     left missing (their values stay as they were)."""
     own = module.state_dict()
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    misfit = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in misfit]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own and not any(p in k for p in may_ignore)]
     bad_missing = [k for k in missing if not any(p in k for p in may_miss)]
@@ -47,5 +52,5 @@ def fit_temporal_embeds(state: dict[str, Tensor], module: nn.Module) -> None:
     module was built for, by the rule clips use at run time (``resize_temporal_embed``)."""
     own = module.state_dict()
     for key, value in list(state.items()):
-        if key.endswith("temporal_embed") and key in own and value.ndim == 3 and value.shape[1] != own[key].shape[1]:
+        if key.endswith("temporal_embed") and key in own and value.shape[1:2] != own[key].shape[1:2]:
             state[key] = resize_temporal_embed(value, own[key].shape[1]).contiguous()

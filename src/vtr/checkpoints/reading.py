@@ -104,5 +104,6 @@ def read_sharded_state_dict(path: str | Path) -> dict[str, Tensor]:
     state: dict[str, Any] = {}
     with warnings.catch_warnings():  # "torch.distributed is disabled ... load in a single process": intended
         warnings.simplefilter("ignore", UserWarning)
-        _load_state_dict(state, storage_reader=dcp.FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(keys=top), no_dist=True)
+        reader, planner = dcp.FileSystemReader(str(path)), _EmptyStateDictLoadPlanner(keys=top)
+        _load_state_dict(state, storage_reader=reader, planner=planner, no_dist=True)
     return state[top.pop()]

@@ -77,7 +77,9 @@ def released_model_config(
     elif any(k.startswith("text.model.encoder.layer.") for k in keys):
         family, depth = "bert", _count(keys, r"text\.model\.encoder\.layer\.(\d+)\.")
     else:
-        raise ValueError("text_model.* keys are neither DistilBERT's (transformer.layer.N) nor BERT's (encoder.layer.N)")
+        raise ValueError(
+            "text_model.* keys are neither DistilBERT's (transformer.layer.N) nor BERT's (encoder.layer.N)"
+        )
     text_width = state["text.model.embeddings.word_embeddings.weight"].shape[1]
     frozen_bert = frozen and family == "bert"
     return {

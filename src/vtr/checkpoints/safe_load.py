@@ -89,7 +89,8 @@ def safe_torch_load(path: str | Path) -> Any:
     except pickle.UnpicklingError:
         pass  # foreign objects: read again below, with placeholders for them
     seen: set[str] = set()
-    obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=False, pickle_module=_restricted_pickle_module(seen))
+    restricted = _restricted_pickle_module(seen)
+    obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=False, pickle_module=restricted)
     names = sorted(seen)
     noun = "object" if len(names) == 1 else "objects"
     log.warning(f"{path}: ignored {len(names)} foreign {noun}: {', '.join(names)}")

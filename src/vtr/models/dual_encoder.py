@@ -39,7 +39,8 @@ class DualEncoder(nn.Module):
         self.text = TextEncoder(cfg.text, load_text_weights)
         self.video_proj = nn.Linear(self.video.width, cfg.embed_dim)
         self.text_proj = nn.Sequential(nn.ReLU(), nn.Linear(self.text.width, cfg.embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)), requires_grad=cfg.learn_temperature)
+        log_scale = torch.tensor(math.log(1.0 / cfg.temperature))
+        self.logit_scale = nn.Parameter(log_scale, requires_grad=cfg.learn_temperature)
         self.max_log_scale = math.log(cfg.max_logit_scale)
 
     @property

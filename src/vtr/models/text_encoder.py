@@ -28,7 +28,7 @@ _BERT_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inter
 def sized_config(cfg: TextEncoderConfig, vocab_size: int, pad_token_id: int | None) -> PretrainedConfig:
     """A ``model_type`` config of the configured width, depth, heads and 4x-width feed-forward."""
     names = _SIZE_NAMES.get(cfg.model_type, _BERT_NAMES)
-    sizes = dict(zip(names, (cfg.width, cfg.depth, cfg.heads, 4 * cfg.width)))
+    sizes = dict(zip(names, (cfg.width, cfg.depth, cfg.heads, 4 * cfg.width), strict=True))
     return AutoConfig.for_model(cfg.model_type, vocab_size=vocab_size, pad_token_id=pad_token_id, **sizes)
 
 
