@@ -49,9 +49,11 @@ def load_into_module(module: nn.Module, path: str | Path) -> list[str]:
     """``init_from``: a checkpoint's weights into our training module; parts outside the dual
     encoder (snapshot, objective heads) may be missing or extra. Returns the keys left missing."""
     weights = module_weights(read_checkpoint(path))
-    fit_temporal_embeds(weights.state, module)
-    optional = tuple(sorted({k.split(".", 1)[0] + "." for k in module.state_dict() if not k.startswith("model.")}))
-    missing = load_checked(module, weights.state, str(path), optional + weights.may_fill, optional + _UNUSED_POOLER)
+    own = module.state_dict()
+    state = {k: v for k, v in weights.state.items() if k.startswith("model.") or k in own}  # objective parts it uses
+    fit_temporal_embeds(state, module)
+    optional = tuple(sorted({k.split(".", 1)[0] + "." for k in own if not k.startswith("model.")}))
+    missing = load_checked(module, state, str(path), optional + weights.may_fill, _UNUSED_POOLER)
     _say_filled([k for k in missing if k in weights.may_fill], path)
     return missing
 
