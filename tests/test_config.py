@@ -66,3 +66,13 @@ def test_run_dir_is_keyed_by_slurm_job_id_without_timestamp(tmp_path, monkeypatc
     monkeypatch.delenv("SLURM_JOB_ID")
     (tmp_path / "x" / "version_0").mkdir(parents=True)
     assert resolve_run_dir(cfg) == tmp_path / "x" / "version_1"
+
+
+def test_a_truncated_init_from_checkpoint_is_a_config_error_naming_the_file(tmp_path):
+    import torch
+
+    path = tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {"config": {"model": {}}}}, path)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ConfigError, match=f"init_from.*cannot read checkpoint {path}"):
+        load_config(None, [f"init_from={path}"])

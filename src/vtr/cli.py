@@ -1,4 +1,4 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,convert}``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a few clips per dataset (tests)")
     demo.add_argument("--workers", type=int, default=2)
+    conv = sub.add_parser("convert", help="write a checkpoint's dual encoder as .safetensors + .json (model config)")
+    conv.add_argument("checkpoint", help="ours (.ckpt, sharded folder, .safetensors) or a released Frozen / MILES .pth")
+    conv.add_argument("out", type=Path, help="OUT.safetensors; OUT.json is written beside it")
+    conv.add_argument("--text-model", help="tokenizer (HF name or folder) to record; default: the checkpoint's")
     return parser
 
 
@@ -36,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
             sizes = DemoSizes.tiny() if args.tiny else DemoSizes()
             generate_demo_corpus(args.root, seed=args.seed, sizes=sizes, workers=args.workers)
+            return 0
+        if args.command == "convert":
+            from .checkpoints import convert
+
+            try:
+                print(f"wrote {args.out} and {convert(args.checkpoint, args.out, args.text_model)}")
+            except ValueError as err:  # unreadable or unfit checkpoint, wrong output name
+                raise ConfigError(str(err)) from None
             return 0
         cfg = load_config(args.config, [f"task={args.command}", *args.overrides])
         from .build import run
