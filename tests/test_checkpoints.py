@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from released_reference import (
+from helpers.released_reference import (
     FRAMES,
     IMG,
     reference_embeddings,
@@ -102,7 +102,7 @@ def test_a_pickle_that_would_create_a_file_is_read_without_running(tmp_path, zip
 
 # --- the released block wiring ----------------------------------------------------------------
 def test_encoder_computes_the_released_forward_in_float64():
-    from released_reference import DEPTH, HEADS, PATCH, WIDTH
+    from helpers.released_reference import DEPTH, HEADS, PATCH, WIDTH
 
     from vtr.models.video_encoder import SpaceTimeViT
 
