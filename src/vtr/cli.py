@@ -1,4 +1,4 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,index,search}``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .search import commands as search_commands
+from .search.store import IndexMismatch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a few clips per dataset (tests)")
     demo.add_argument("--workers", type=int, default=2)
+    search_commands.add_parsers(sub)
     return parser
 
 
@@ -37,11 +40,15 @@ def main(argv: list[str] | None = None) -> int:
             sizes = DemoSizes.tiny() if args.tiny else DemoSizes()
             generate_demo_corpus(args.root, seed=args.seed, sizes=sizes, workers=args.workers)
             return 0
+        if args.command == "index":
+            return search_commands.run_index(args)
+        if args.command == "search":
+            return search_commands.run_search(args)
         cfg = load_config(args.config, [f"task={args.command}", *args.overrides])
         from .build import run
 
         run(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, IndexMismatch) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,105 @@
+"""``python -m vtr search``: rank an index's clips for text queries.
+
+Exact search is one matrix product of the queries with the memory-mapped float16 embeddings,
+taken a chunk of rows at a time (top-k kept per chunk, then merged), so an index far larger than
+memory is searched with bounded memory. ``faiss=True`` uses a FAISS inner-product index instead
+(``pip install faiss-cpu``), built from the same matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from ..checkpoints import load_checkpoint
+from ..config import DataConfig
+from .store import IndexMismatch, IndexStore
+
+CHUNK_ROWS = 262_144  # rows scored at a time: 256 MiB of float32 at 256 dimensions
+
+
+@dataclass(frozen=True)
+class Hit:
+    path: str  # relative to the indexed folder
+    start: float  # seconds; 0, 0 for an image
+    end: float
+    score: float  # cosine similarity of the query and the clip
+
+
+def exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and row indices (both (Q, k'), k' = min(k, rows)) of the best rows for each query,
+    best first; equal scores in row order."""
+    k = min(k, matrix.shape[0])
+    best_scores = np.full((queries.shape[0], 0), -np.inf, np.float32)
+    best_rows = np.zeros((queries.shape[0], 0), np.int64)
+    q = queries.astype(np.float32).T
+    for lo in range(0, matrix.shape[0], chunk_rows):
+        scores = (np.asarray(matrix[lo : lo + chunk_rows], dtype=np.float32) @ q).T  # (Q, chunk)
+        if scores.shape[1] > k:
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            scores = np.take_along_axis(scores, part, axis=1)
+        else:
+            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        best_scores = np.concatenate([best_scores, scores], axis=1)
+        best_rows = np.concatenate([best_rows, part + lo], axis=1)
+        order = np.lexsort((best_rows, -best_scores), axis=1)[:, :k]
+        best_scores, best_rows = np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_rows, order, 1)
+    return best_scores, best_rows
+
+
+def faiss_topk(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same ranking from a FAISS flat inner-product index."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("--faiss needs the faiss package: pip install faiss-cpu") from None
+    index = faiss.IndexFlatIP(matrix.shape[1])
+    for lo in range(0, matrix.shape[0], CHUNK_ROWS):
+        index.add(np.ascontiguousarray(matrix[lo : lo + CHUNK_ROWS], dtype=np.float32))
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, matrix.shape[0]))
+    return scores, rows.astype(np.int64)
+
+
+class SearchIndex:
+    """An index and the text tower of the checkpoint that built it (the path the index records,
+    unless ``ckpt`` names where that checkpoint is now; its weights must be the same)."""
+
+    def __init__(self, folder: str | Path, ckpt: Optional[str | Path] = None) -> None:
+        store = IndexStore(Path(folder))
+        self.manifest = store.manifest()
+        self.embeddings = store.embeddings(self.manifest)
+        path = ckpt or self.manifest["checkpoint"]
+        loaded = load_checkpoint(path)
+        expected = self.manifest["identity"]["weights_sha256"]
+        if loaded.weights_hash != expected:
+            raise IndexMismatch(
+                f"checkpoint {path} has weights {loaded.weights_hash[:12]}..., the index in {folder} was built with "
+                f"{expected[:12]}...; index again, or name the original checkpoint with --ckpt"
+            )
+        self.model = loaded.model.eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(loaded.tokenizer)
+        self.max_length = DataConfig.max_text_length
+
+    @torch.no_grad()
+    def embed_queries(self, queries: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(queries, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
+        return self.model.embed_text(dict(tokens))[0].float().numpy()
+
+    def search(self, queries: list[str], k: int = 10, faiss: bool = False) -> list[list[Hit]]:
+        """The ``k`` best clips for each query, best first."""
+        if not queries:
+            return []
+        if not len(self.embeddings):
+            return [[] for _ in queries]
+        topk = faiss_topk if faiss else exact_topk
+        scores, rows = topk(self.embeddings, self.embed_queries(queries), k)
+        entries = self.manifest["entries"]
+        return [
+            [Hit(entries[r]["path"], entries[r]["start"], entries[r]["end"], float(s)) for s, r in zip(qs, qr)]
+            for qs, qr in zip(scores, rows)
+        ]
