@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vtr.checkpoints import read_checkpoint
 from vtr.config import ConfigError, load_config
 from vtr.models.layers import DividedSpaceTimeBlock
 from vtr.models.text_encoder import TextEncoder
 from vtr.models.video_encoder import SpaceTimeViT
 from vtr.sharding import FSDP2Strategy, build_strategy, fsdp2_mp_policy
-from vtr.weights import read_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def test_fsdp2_matches_ddp_with_miles_snapshot_and_checkpoints_cross_read(tiny_d
     assert len(_scalars(tmp_path / "resumed/version_0")["train/loss"]) == 2
 
     # init_from a sharded folder: consolidated in this one process, architecture from meta.pt.
-    state = read_state_dict(folder)
+    state = read_checkpoint(folder).state
     assert state.keys() == ddp_state.keys() and all(type(v) is torch.Tensor for v in state.values())
     cfg = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={folder}", f"data.root={tiny_demo_root}"])
     assert cfg.model.video.width == 32 and cfg.model.learn_temperature
@@ -192,5 +192,5 @@ def test_sharded_strategies_train_on_a_gpu(strategy, tiny_demo_root, tmp_path):
     _train("pretrain/demo.yaml", args)
     ckpt = tmp_path / "gpu/version_0/checkpoints/last.ckpt"
     assert ckpt.is_dir()
-    state = read_state_dict(ckpt)
+    state = read_checkpoint(ckpt).state
     assert any(k.startswith("snapshot.") for k in state) and all(torch.isfinite(v).all() for v in state.values())

@@ -1,12 +1,12 @@
 """The space-time ViT against timm's image ViT and against an explicit attention reference."""
 
+import pytest
 import timm
 import torch
-import pytest
 
+from vtr.checkpoints import CheckpointMismatch, load_image_vit
 from vtr.models.layers import SpaceTimeAttention
 from vtr.models.video_encoder import SpaceTimeViT
-from vtr.weights import CheckpointMismatch, load_image_vit
 
 SMALL = dict(img_size=32, patch_size=8, width=48, depth=2, heads=3)
 
@@ -122,9 +122,10 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 def test_temperature_is_fixed_by_default_and_capped_when_learnable(tmp_path):
+    from transformers import BertTokenizerFast
+
     from vtr.config import load_config
     from vtr.models import DualEncoder
-    from transformers import BertTokenizerFast
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "circle"]))

@@ -118,7 +118,7 @@ def test_every_experiment_runs_a_step(path, tiny_demo_root, tmp_path):
 
 
 def test_finetuning_inherits_the_checkpoint_architecture_and_rejects_a_mismatch(tiny_demo_root, tmp_path):
-    from vtr.weights import CheckpointMismatch
+    from vtr.checkpoints import CheckpointMismatch
 
     pre = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["data.test=[]"])
     run(pre)

@@ -1,4 +1,4 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data,index,search}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,convert,index,search}``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import ConfigError, load_config
 from .search import commands as search_commands
+from .checkpoints import CheckpointError
 from .search.store import IndexMismatch
 
 
@@ -27,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a few clips per dataset (tests)")
     demo.add_argument("--workers", type=int, default=2)
+    conv = sub.add_parser("convert", help="write a checkpoint's dual encoder as .safetensors + .json (model config)")
+    conv.add_argument("checkpoint", help="ours (.ckpt, sharded folder, .safetensors) or a released Frozen / MILES .pth")
+    conv.add_argument("out", type=Path, help="OUT.safetensors; OUT.json is written beside it")
+    conv.add_argument("--text-model", help="tokenizer (HF name or folder) to record; default: the checkpoint's")
     search_commands.add_parsers(sub)
     return parser
 
@@ -44,11 +49,19 @@ def main(argv: list[str] | None = None) -> int:
             return search_commands.run_index(args)
         if args.command == "search":
             return search_commands.run_search(args)
+        if args.command == "convert":
+            from .checkpoints import convert
+
+            try:
+                print(f"wrote {args.out} and {convert(args.checkpoint, args.out, args.text_model)}")
+            except ValueError as err:  # unreadable or unfit checkpoint, wrong output name
+                raise ConfigError(str(err)) from None
+            return 0
         cfg = load_config(args.config, [f"task={args.command}", *args.overrides])
         from .build import run
 
         run(cfg)
-    except (ConfigError, FileNotFoundError, IndexMismatch) as err:
+    except (ConfigError, FileNotFoundError, IndexMismatch, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -34,6 +34,10 @@ class VideoEncoderConfig:
     # timm model name (ImageNet weights from the hub) or a local state-dict file; null = random init
     pretrained: Optional[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
     grad_checkpointing: bool = False
+    # released: Frozen-in-Time / MILES blocks, the temporal attention's output feeds only the spatial
+    # attention's input. residual_temporal: it is also added to the residual stream (this project's
+    # checkpoints from before the key existed, which are read with it so they keep their function)
+    block_wiring: str = "released"
 
 
 @dataclass
@@ -43,7 +47,8 @@ class TextEncoderConfig:
     pretrained: bool = True  # false: random init of a `model_type` encoder of the size below
     model_type: str = "bert"
     # cls: the [CLS] hidden state (Frozen, MILES). mean: average over real tokens; the demo's
-    # random-init BERT needs it, as its [CLS] barely depends on the input at init.
+    # random-init BERT needs it, as its [CLS] barely depends on the input at init. pooler: BERT's
+    # pooler output (tanh dense layer on [CLS]), what released Frozen-in-Time models with BERT use.
     pooling: str = "cls"
     width: int = 768
     depth: int = 12
@@ -172,7 +177,7 @@ class FSDPConfig:
     activation_checkpointing: bool = False  # recompute each video / text transformer block in backward
     # false: a full state dict gathered on rank 0, one .ckpt file like any other run's.
     # true: each rank writes its shard, the checkpoint is a folder (DCP files + meta.pt); init_from,
-    # resume and evaluate read such folders as well (vtr.weights.read_state_dict).
+    # resume and evaluate read such folders as well (vtr.checkpoints).
     sharded_checkpoint: bool = False
 
 
@@ -201,7 +206,8 @@ _CHOICES = {
     "task": ("pretrain", "finetune", "evaluate"),
     "tie_break": ("average", "optimistic"),
     "nonfinite_loss": ("stop", "skip"),
-    "model.text.pooling": ("cls", "mean"),
+    "model.video.block_wiring": ("released", "residual_temporal"),
+    "model.text.pooling": ("cls", "mean", "pooler"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
     "model.mvm.target": ("tokens", "joint"),
@@ -242,24 +248,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def checkpoint_model_config(path: str) -> Optional[dict]:
-    """The ``model`` section a checkpoint of this project was trained with, if it carries one."""
-    if not _is_checkpoint(path):
+    """The ``model`` section of the checkpoint ``path`` (the one it was trained with, or the one
+    its weights imply for released Frozen-in-Time / MILES files); None if it says nothing."""
+    from .checkpoints import CheckpointError, is_checkpoint, stored_model_config  # torch: only when needed
+
+    if not is_checkpoint(path):
         raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
-    import torch
-
-    if Path(path).is_dir():  # a sharded checkpoint: everything but the tensors is in meta.pt
-        path = str(Path(path) / "meta.pt")
     try:
-        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as err:  # a truncated or foreign file: name it
-        raise ConfigError(f"config key 'init_from': cannot read checkpoint {path}: {err}") from None
-    config = (ckpt.get("hyper_parameters") or {}).get("config") if isinstance(ckpt, dict) else None
-    return config["model"] if config and "model" in config else None
-
-
-def _is_checkpoint(path: str) -> bool:
-    """A checkpoint file, or the folder of a sharded one (``fsdp.sharded_checkpoint``)."""
-    return Path(path).is_file() or (Path(path) / "meta.pt").is_file()
+        return stored_model_config(path)
+    except CheckpointError as err:  # a truncated or foreign file: name it
+        raise ConfigError(f"config key 'init_from': {err}") from None
 
 
 def read_yaml(path: Path) -> DictConfig:
@@ -316,8 +314,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):
         value = cfg[key]
-        if value is not None and not _is_checkpoint(value):
-            raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
+        if value is not None:
+            from .checkpoints import is_checkpoint  # imports torch: only when a checkpoint is named
+
+            if not is_checkpoint(value):
+                raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:

@@ -16,13 +16,12 @@ Checkpoints are full state dicts on rank 0 (one ``.ckpt`` file in a DDP run's la
 state included, so DDP and FSDP2 runs resume each other's) unless
 ``fsdp.sharded_checkpoint=true``: then each rank writes its shard into a folder
 (``torch.distributed.checkpoint`` files plus ``meta.pt``), which ``resume`` reads back in a run of
-the same strategy and :func:`read_sharded_state_dict` turns into a full state dict for
+the same strategy and :func:`vtr.checkpoints.read_sharded_state_dict` turns into a full state dict for
 ``init_from`` / ``make finetune CKPT=`` / ``make evaluate`` (any strategy, one process, no GPU).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -230,29 +229,3 @@ def build_strategy(cfg: DictConfig) -> Union[str, Strategy]:
     if name == "fsdp2":
         return FSDP2Strategy(save_distributed_checkpoint=cfg.fsdp.sharded_checkpoint)
     return name
-
-
-# --------------------------------------------------------------------------------- sharded checkpoints
-def is_sharded_checkpoint(path: Union[str, Path]) -> bool:
-    """A folder written by Lightning's FSDP / ModelParallel strategies (``fsdp.sharded_checkpoint``)."""
-    return Path(path).is_dir() and (Path(path) / "meta.pt").is_file()
-
-
-def read_sharded_state_dict(path: Union[str, Path]) -> dict[str, torch.Tensor]:
-    """The full model state dict of a sharded checkpoint folder, in one process without a
-    process group (what Lightning's ``consolidate_checkpoint`` does, minus the optimizer states).
-    FSDP2 folders store the weights under ``state_dict``, FSDP1 ones under ``model``."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict  # as Lightning's consolidation
-
-    path = Path(path)
-    keys = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata.keys()
-    top = {key.split(".", 1)[0] for key in keys} & {"state_dict", "model"}
-    if not top:
-        raise ValueError(f"sharded checkpoint {path} holds no model weights (no 'state_dict' or 'model' entries)")
-    state: dict[str, Any] = {}
-    with warnings.catch_warnings():  # "torch.distributed is disabled ... load in a single process": intended
-        warnings.simplefilter("ignore", UserWarning)
-        _load_state_dict(state, storage_reader=dcp.FileSystemReader(str(path)), planner=_EmptyStateDictLoadPlanner(keys=top), no_dist=True)
-    return state[top.pop()]

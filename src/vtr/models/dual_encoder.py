@@ -8,7 +8,6 @@ request, and capped so a learnable scale cannot run away.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,9 @@ from .video_encoder import SpaceTimeViT, VideoEncoderOutput
 
 
 class DualEncoder(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, load_text_weights: bool = True) -> None:
+        """``load_text_weights=False``: a pretrained text model's architecture only, for weights
+        about to be loaded from a checkpoint."""
         super().__init__()
         v = cfg.video
         self.video = SpaceTimeViT(
@@ -33,8 +34,9 @@ class DualEncoder(nn.Module):
             num_frames=v.num_frames,
             drop_path_rate=v.drop_path_rate,
             grad_checkpointing=v.grad_checkpointing,
+            block_wiring=v.block_wiring,
         )
-        self.text = TextEncoder(cfg.text)
+        self.text = TextEncoder(cfg.text, load_text_weights)
         self.video_proj = nn.Linear(self.video.width, cfg.embed_dim)
         self.text_proj = nn.Sequential(nn.ReLU(), nn.Linear(self.text.width, cfg.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)), requires_grad=cfg.learn_temperature)
@@ -45,7 +47,7 @@ class DualEncoder(nn.Module):
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
 
     def embed_video(
-        self, video: Tensor, mask: Optional[Tensor] = None, return_cls_attn: bool = False
+        self, video: Tensor, mask: Tensor | None = None, return_cls_attn: bool = False
     ) -> tuple[Tensor, VideoEncoderOutput]:
         """Unit-norm joint-space embedding of the [CLS] token, and the encoder's full output."""
         out = self.video(video, mask=mask, return_cls_attn=return_cls_attn)

@@ -9,7 +9,7 @@ cheap) when asked for, instead of a second forward pass.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ class SpaceTimeAttention(nn.Module):
 
     def forward(
         self, x: Tensor, num_frames: int, axis: Axis, return_cls_attn: bool = False
-    ) -> tuple[Tensor, Optional[Tensor]]:
+    ) -> tuple[Tensor, Tensor | None]:
         """x: (B, 1 + T*N, D), frame-major patches. Returns the output and, if asked,
         the head-averaged [CLS]-to-patch attention (B, T*N)."""
         b, length, dim = x.shape
@@ -80,14 +80,30 @@ class SpaceTimeAttention(nn.Module):
         return out, cls_attn
 
 
+BlockWiring = Literal["released", "residual_temporal"]
+
+
 class DividedSpaceTimeBlock(nn.Module):
-    """Temporal attention, then spatial attention, then the MLP, each pre-norm with a residual.
+    """Temporal attention, then spatial attention, then the MLP, each pre-norm.
 
-    The temporal branch's output projection starts at zero, so a fresh block computes exactly
-    the image ViT block whose weights its spatial parts hold (the released code's property)."""
+    ``wiring="released"`` (Frozen-in-Time / MILES, whose checkpoints load into this block)::
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0) -> None:
+        t = attn_time(norm_time(x)); x = x + attn(norm1(x + t)); x = x + mlp(norm2(x))
+
+    the temporal output only shapes the spatial attention's input and never enters the residual
+    stream. ``"residual_temporal"`` adds it to the stream first (``x = x + t``), as this project's
+    checkpoints written before ``model.video.block_wiring`` existed do; they keep that function.
+
+    The temporal branch's output projection starts at zero, so under either wiring a fresh block
+    computes exactly the image ViT block whose weights its spatial parts hold."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, wiring: BlockWiring = "released"
+    ) -> None:
         super().__init__()
+        if wiring not in ("released", "residual_temporal"):
+            raise ValueError(f"block wiring {wiring!r} is not one of released, residual_temporal")
+        self.wiring = wiring
         self.norm_time = nn.LayerNorm(dim, eps=1e-6)
         self.attn_time = SpaceTimeAttention(dim, num_heads)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -100,9 +116,13 @@ class DividedSpaceTimeBlock(nn.Module):
         nn.init.zeros_(self.attn_time.proj.weight)
         nn.init.zeros_(self.attn_time.proj.bias)
 
-    def forward(self, x: Tensor, num_frames: int, return_cls_attn: bool = False) -> tuple[Tensor, Optional[Tensor]]:
-        x = x + self.drop_path(self.attn_time(self.norm_time(x), num_frames, "time")[0])
-        out, cls_attn = self.attn(self.norm1(x), num_frames, "space", return_cls_attn)
+    def forward(self, x: Tensor, num_frames: int, return_cls_attn: bool = False) -> tuple[Tensor, Tensor | None]:
+        t = self.attn_time(self.norm_time(x), num_frames, "time")[0]
+        if self.wiring == "released":
+            out, cls_attn = self.attn(self.norm1(x + t), num_frames, "space", return_cls_attn)
+        else:
+            x = x + self.drop_path(t)
+            out, cls_attn = self.attn(self.norm1(x), num_frames, "space", return_cls_attn)
         x = x + self.drop_path(out)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, cls_attn

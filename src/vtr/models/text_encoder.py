@@ -1,12 +1,13 @@
 """Any Hugging Face encoder as the text tower, by hub name or local folder.
 
-The sentence feature is the first ([CLS]) hidden state, as in Frozen and MILES, or the mean over
+The sentence feature is the first ([CLS]) hidden state, as in Frozen and MILES; BERT's pooler
+output (``pooling=pooler``), as released Frozen-in-Time models with BERT use; or the mean over
 real tokens (``pooling=mean``): a randomly initialised post-LN BERT's [CLS] output is nearly the
 same for every caption (cosine 0.9999 between captions, measured on the demo), so a model
-trained from scratch learns far faster from the mean. The
-features and their padding mask are kept for MASCOT's text-conditioned completion decoder.
-``pretrained=False`` builds a randomly initialised encoder of the configured size around the
-folder's tokenizer: that is how the demo and the tests run without downloading weights.
+trained from scratch learns far faster from the mean. The features and their padding mask are
+kept for MASCOT's text-conditioned completion decoder. ``pretrained=False`` builds a randomly
+initialised encoder of the configured size around the folder's tokenizer: that is how the demo
+and the tests run without downloading weights, and how released checkpoints are rebuilt.
 """
 
 from __future__ import annotations
@@ -14,46 +15,59 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from ..config import TextEncoderConfig
+
+# Families whose config names the sizes differently from BERT's hidden_size / num_hidden_layers /
+# num_attention_heads / intermediate_size (the names every other family takes).
+_SIZE_NAMES = {"distilbert": ("dim", "n_layers", "n_heads", "hidden_dim")}
+_BERT_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def sized_config(cfg: TextEncoderConfig, vocab_size: int, pad_token_id: int | None) -> PretrainedConfig:
+    """A ``model_type`` config of the configured width, depth, heads and 4x-width feed-forward."""
+    names = _SIZE_NAMES.get(cfg.model_type, _BERT_NAMES)
+    sizes = dict(zip(names, (cfg.width, cfg.depth, cfg.heads, 4 * cfg.width)))
+    return AutoConfig.for_model(cfg.model_type, vocab_size=vocab_size, pad_token_id=pad_token_id, **sizes)
 
 
 @dataclass
 class TextEncoderOutput:
-    sentence: Tensor  # (B, D) [CLS] hidden state
+    sentence: Tensor  # (B, D) sentence feature (see ``pooling``)
     tokens: Tensor  # (B, L, D)
     attention_mask: Tensor  # (B, L), 1 = real token
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextEncoderConfig) -> None:
+    def __init__(self, cfg: TextEncoderConfig, load_weights: bool = True) -> None:
+        """``load_weights=False`` builds a ``pretrained`` model's architecture without reading its
+        weights (they are about to come from a checkpoint)."""
         super().__init__()
-        if cfg.pretrained:
+        if cfg.pretrained and load_weights:
             self.model = AutoModel.from_pretrained(cfg.name_or_path)
+        elif cfg.pretrained:
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(cfg.name_or_path))
         else:
             tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
-            config = AutoConfig.for_model(
-                cfg.model_type,
-                vocab_size=len(tokenizer),
-                hidden_size=cfg.width,
-                num_hidden_layers=cfg.depth,
-                num_attention_heads=cfg.heads,
-                intermediate_size=4 * cfg.width,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            self.model = AutoModel.from_config(config)
-        if getattr(self.model, "pooler", None) is not None:
-            self.model.pooler = None  # unused (we take [CLS]); unused parameters would break DDP
+            self.model = AutoModel.from_config(sized_config(cfg, len(tokenizer), tokenizer.pad_token_id))
+        self.pooling = cfg.pooling
+        has_pooler = getattr(self.model, "pooler", None) is not None
+        if self.pooling == "pooler" and not has_pooler:
+            raise ValueError(f"model.text.pooling=pooler: the {self.model.config.model_type} text model has no pooler")
+        if has_pooler and self.pooling != "pooler":
+            self.model.pooler = None  # unused; unused parameters would break DDP
         if cfg.grad_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.width = self.model.config.hidden_size
-        self.pooling = cfg.pooling
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextEncoderOutput:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
         if self.pooling == "cls":
             sentence = hidden[:, 0]
+        elif self.pooling == "pooler":
+            sentence = out.pooler_output
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             sentence = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)

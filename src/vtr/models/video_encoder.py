@@ -9,7 +9,6 @@ spatial parts follow timm's ``VisionTransformer``, so ImageNet weights load by n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,14 +17,25 @@ from timm.models.vision_transformer import init_weights_vit_timm
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import DividedSpaceTimeBlock
+from .layers import BlockWiring, DividedSpaceTimeBlock
+
+
+def resize_temporal_embed(embed: Tensor, num_frames: int) -> Tensor:
+    """(1, T, D) temporal embeddings for ``num_frames`` frames: the first ones for fewer frames
+    (an image uses the first), linearly interpolated for more (e.g. 8-frame ActivityNet clips on
+    a 4-frame model). The one rule for clips at run time and for checkpoints loaded into a model
+    built for another number of frames."""
+    if num_frames <= embed.shape[1]:
+        return embed[:, :num_frames]
+    stretched = F.interpolate(embed.transpose(1, 2), size=num_frames, mode="linear", align_corners=True)
+    return stretched.transpose(1, 2)
 
 
 @dataclass
 class VideoEncoderOutput:
     tokens: Tensor  # (B, 1 + T*N, D) after the final norm; [CLS] first
     num_frames: int
-    cls_attn: Optional[Tensor] = None  # (B, T, N): last block's [CLS]-to-patch attention, head-averaged
+    cls_attn: Tensor | None = None  # (B, T, N): last block's [CLS]-to-patch attention, head-averaged
 
 
 class SpaceTimeViT(nn.Module):
@@ -40,6 +50,7 @@ class SpaceTimeViT(nn.Module):
         num_frames: int = 4,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
+        block_wiring: BlockWiring = "released",
     ) -> None:
         super().__init__()
         self.width = width
@@ -52,7 +63,9 @@ class SpaceTimeViT(nn.Module):
         self.temporal_embed = nn.Parameter(torch.zeros(1, num_frames, width))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
-        self.blocks = nn.ModuleList(DividedSpaceTimeBlock(width, heads, mlp_ratio, rate) for rate in rates)
+        self.blocks = nn.ModuleList(
+            DividedSpaceTimeBlock(width, heads, mlp_ratio, rate, block_wiring) for rate in rates
+        )
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self._init_weights()
 
@@ -65,14 +78,10 @@ class SpaceTimeViT(nn.Module):
             block.zero_temporal_branch()
 
     def temporal_embedding(self, num_frames: int) -> Tensor:
-        """The first ``num_frames`` embeddings; linearly interpolated when a clip has more frames
-        than the model was built for (e.g. 12-frame paragraph fine-tuning of a 4-frame model)."""
-        if num_frames <= self.num_frames:
-            return self.temporal_embed[:, :num_frames]
-        stretched = F.interpolate(self.temporal_embed.transpose(1, 2), size=num_frames, mode="linear", align_corners=True)
-        return stretched.transpose(1, 2)
+        """The temporal embeddings of a ``num_frames`` clip (:func:`resize_temporal_embed`)."""
+        return resize_temporal_embed(self.temporal_embed, num_frames)
 
-    def embed(self, video: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def embed(self, video: Tensor, mask: Tensor | None = None) -> Tensor:
         """(B, T, C, H, W) -> input tokens (B, 1 + T*N, D). ``mask`` (B, T, N), True = hidden:
         those patch embeddings are replaced by the learnable mask token before position terms."""
         b, t = video.shape[:2]
@@ -83,7 +92,7 @@ class SpaceTimeViT(nn.Module):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
         return torch.cat([cls, x + pos], dim=1)
 
-    def forward(self, video: Tensor, mask: Optional[Tensor] = None, return_cls_attn: bool = False) -> VideoEncoderOutput:
+    def forward(self, video: Tensor, mask: Tensor | None = None, return_cls_attn: bool = False) -> VideoEncoderOutput:
         num_frames = video.shape[1]
         x = self.embed(video, mask)
         cls_attn = None

@@ -1,0 +1,190 @@
+"""Checkpoints: safe reading, released Frozen-in-Time / MILES layouts against a float64
+reference of the released model, load_model, convert, init_from, and errors that name keys."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from released_reference import (
+    FRAMES,
+    IMG,
+    released_checkpoint,
+    released_video_state,
+    reference_embeddings,
+    reference_video_features,
+    tiny_text_model,
+)
+from transformers import AutoTokenizer
+
+from vtr.checkpoints import CheckpointMismatch, convert, load_checkpoint, read_checkpoint, safe_torch_load
+from vtr.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT / "data/demo/tokenizer"
+CAPTIONS = ["a red circle moves left", "a", "two blue squares and a green triangle rotate slowly"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(TOKENIZER)
+
+
+def _text(tokenizer) -> dict:
+    batch = tokenizer(CAPTIONS, padding=True, return_tensors="pt")
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(7)
+    return [torch.randn(2, t, 3, IMG, IMG, generator=g) for t in (4, 2, 1)]
+
+
+# --- safe reading -----------------------------------------------------------------------------
+def test_foreign_config_object_is_ignored_and_weights_load(tmp_path, caplog):
+    """The released trainer pickles its ``parse_config.ConfigParser``: a module users lack."""
+    module_dir = tmp_path / "mod"
+    module_dir.mkdir()
+    (module_dir / "parse_config.py").write_text("class ConfigParser:\n    def __init__(self, c):\n        self.c = c\n")
+    sys.path.insert(0, str(module_dir))
+    try:
+        import parse_config
+
+        weights = {"video_model.cls_token": torch.randn(1, 1, 8)}
+        torch.save({"arch": "x", "epoch": 1, "state_dict": weights, "config": parse_config.ConfigParser({"a": 1})},
+                   tmp_path / "model.pth")  # fmt: skip
+    finally:
+        sys.path.remove(str(module_dir))
+        del sys.modules["parse_config"]
+    with pytest.raises(Exception):  # what plain torch.load does now: no such module
+        torch.load(tmp_path / "model.pth", weights_only=False)
+    with caplog.at_level(logging.WARNING):
+        raw = read_checkpoint(tmp_path / "model.pth")
+    assert torch.equal(raw.state["video_model.cls_token"], weights["video_model.cls_token"])
+    assert "ignored 1 foreign object: parse_config.ConfigParser" in caplog.text
+
+
+class _TouchOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+class _OpenOnLoad:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickle_that_would_create_a_file_is_read_without_running(tmp_path, zip_format):
+    markers = [tmp_path / "touched", tmp_path / "opened"]
+    weights = {"w": torch.arange(6.0)}
+    path = tmp_path / "evil.pth"
+    obj = {"state_dict": weights, "a": _TouchOnLoad(markers[0]), "b": _OpenOnLoad(markers[1])}
+    torch.save(obj, path, _use_new_zipfile_serialization=zip_format)
+    loaded = safe_torch_load(path)
+    assert torch.equal(loaded["state_dict"]["w"], weights["w"])
+    assert not any(m.exists() for m in markers)
+    assert torch.equal(read_checkpoint(path).state["w"], weights["w"])
+    assert not any(m.exists() for m in markers)
+    torch.load(path, weights_only=False)  # the unsafe load does run it: the test is not vacuous
+    assert all(m.exists() for m in markers)
+
+
+# --- the released block wiring ----------------------------------------------------------------
+def test_encoder_computes_the_released_forward_in_float64():
+    from vtr.models.video_encoder import SpaceTimeViT
+
+    from released_reference import DEPTH, HEADS, PATCH, WIDTH
+
+    sd = released_video_state()
+    enc = SpaceTimeViT(img_size=IMG, patch_size=PATCH, width=WIDTH, depth=DEPTH, heads=HEADS, num_frames=FRAMES)
+    ours = {k.replace(".norm3.", ".norm_time.").replace(".timeattn.", ".attn_time."): v for k, v in sd.items()}
+    missing = enc.load_state_dict(ours, strict=False).missing_keys
+    assert missing == ["mask_token"]
+    enc = enc.double().eval()
+    for video in _inputs():
+        with torch.no_grad():
+            got = enc(video.double()).tokens[:, 0]
+        assert torch.allclose(got, reference_video_features(sd, video), atol=1e-10, rtol=0), video.shape
+    # The residual_temporal wiring (earlier checkpoints of this project) computes something else.
+    for block in enc.blocks:
+        block.wiring = "residual_temporal"
+    with torch.no_grad():
+        other = enc(_inputs()[0].double()).tokens[:, 0]
+    assert (other - reference_video_features(sd, _inputs()[0])).abs().max() > 1e-3
+
+
+# --- released checkpoints ---------------------------------------------------------------------
+LAYOUTS = [  # (projection name, text family, module. prefix)
+    ("text_proj", "distilbert", True),  # MILES
+    ("text_proj", "distilbert", False),
+    ("txt_proj", "distilbert", True),  # Frozen with DistilBERT
+    ("txt_proj", "bert", False),  # Frozen with BERT: pooler output
+]
+
+
+@pytest.mark.parametrize("proj, family, prefix", LAYOUTS)
+def test_released_checkpoints_load_and_match_the_reference(proj, family, prefix, tokenizer, tmp_path, caplog):
+    text_model = tiny_text_model(family, len(tokenizer))
+    ckpt = released_checkpoint(text_model, proj, prefix)
+    torch.save(ckpt, tmp_path / "released.pth")
+    with caplog.at_level(logging.WARNING):
+        loaded = load_checkpoint(tmp_path / "released.pth", text_model=str(TOKENIZER))
+    assert "filled in project-only parts" in caplog.text and "logit_scale" in caplog.text
+    cfg = loaded.model_config
+    assert (cfg["video"]["width"], cfg["video"]["depth"], cfg["video"]["img_size"], cfg["video"]["num_frames"]) == (
+        128, 2, 32, 4)  # fmt: skip
+    assert cfg["text"]["model_type"] == family and cfg["video"]["block_wiring"] == "released"
+    assert loaded.tokenizer == str(TOKENIZER) and len(loaded.weights_hash) == 64
+    model = loaded.model
+    assert not model.training
+    pooler = proj == "txt_proj" and family == "bert"
+    text = _text(tokenizer)
+    with torch.no_grad():
+        t = model.embed_text(text)[0]
+        for video in _inputs():
+            v_ref, t_ref = reference_embeddings(ckpt, text_model, video, text, pooler=pooler)
+            v = model.embed_video(video)[0]
+            assert (v.double() - v_ref).abs().max() <= 1e-4, video.shape
+            assert (t.double() - t_ref).abs().max() <= 1e-4
+
+
+def test_load_model_is_importable_from_the_package_and_round_trips_through_convert(tokenizer, tmp_path):
+    from vtr import load_model
+
+    text_model = tiny_text_model("distilbert", len(tokenizer))
+    ckpt = released_checkpoint(text_model, "text_proj", True)
+    torch.save(ckpt, tmp_path / "miles.pth")
+    out = tmp_path / "conv" / "miles.safetensors"
+    assert main(["convert", str(tmp_path / "miles.pth"), str(out), f"--text-model={TOKENIZER}"]) == 0
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    a = load_checkpoint(tmp_path / "miles.pth", text_model=str(TOKENIZER))
+    b = load_checkpoint(out)
+    assert a.weights_hash == b.weights_hash and b.model_config == a.model_config
+    text, video = _text(tokenizer), _inputs()[0]
+    model = load_model(out)
+    with torch.no_grad():
+        assert torch.equal(a.model.embed_video(video)[0], model.embed_video(video)[0])
+        assert torch.equal(a.model.embed_text(text)[0], model.embed_text(text)[0])
+
+
+def test_missing_and_misshaped_keys_are_listed(tokenizer, tmp_path):
+    text_model = tiny_text_model("distilbert", len(tokenizer))
+    ckpt = released_checkpoint(text_model, "text_proj", False)
+    del ckpt["state_dict"]["video_model.blocks.1.timeattn.proj.weight"]
+    ckpt["state_dict"]["text_proj.1.bias"] = torch.zeros(5)
+    torch.save(ckpt, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointMismatch) as err:
+        load_checkpoint(tmp_path / "bad.pth", text_model=str(TOKENIZER))
+    assert "missing: video.blocks.1.attn_time.proj.weight" in str(err.value)
+    assert "shape mismatch: text_proj.1.bias (5,) vs (24,)" in str(err.value)
