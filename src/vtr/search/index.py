@@ -63,15 +63,17 @@ def build_index(
     rebuild: bool = False,
     chunk_clips: int = 512,
     progress: bool = True,
+    text_model: Optional[str] = None,
 ) -> Optional[IndexReport]:
     """Bring the index in ``out`` up to date with ``video_dir``. Returns the report on rank 0
-    (None on other ranks of a multi-device run)."""
+    (None on other ranks of a multi-device run). ``text_model``: the tokenizer, for checkpoints
+    that do not name theirs (released Frozen / MILES ones); recorded so that search uses it too."""
     root = Path(video_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"video folder not found: {root}")
     if window < 0 or (stride is not None and stride <= 0):
         raise ConfigError(f"--window must be >= 0 and --stride > 0 (got {window}, {stride})")
-    loaded = load_checkpoint(ckpt)
+    loaded = load_checkpoint(ckpt, text_model)
     video = loaded.model_config["video"]
     num_frames, img_size = video["num_frames"], video["img_size"]
     identity = {"weights_sha256": loaded.weights_hash, "window": window, "stride": (stride or window) if window else 0,
@@ -80,8 +82,9 @@ def build_index(
     present = scan(root)
     rank_zero = rank_zero_only.rank == 0  # set from the launcher's environment, before any process group
     if rank_zero:
-        store.open(identity, loaded.model_config["embed_dim"], rebuild, str(Path(ckpt).resolve()), str(root.resolve()))
-    resumed = store.commit(present)["added"] if rank_zero else 0  # what an interrupted run finished; drops removed files
+        store.open(identity, loaded.model_config["embed_dim"], rebuild, str(Path(ckpt).resolve()), str(root.resolve()), text_model)
+    # what an interrupted run finished is taken over; removed and changed files are dropped
+    first = store.commit(present) if rank_zero else {"added": 0, "dropped": 0}
     manifest = store.manifest()  # now holds only files present and unchanged: those are done
     done = set(manifest["files"]) | {e["path"] for e in manifest["errors"]}
     todo = {p: s for p, s in present.items() if p not in done}
@@ -99,4 +102,5 @@ def build_index(
         if not trainer.is_global_zero:
             return None
     counts = store.commit(present, plan_errors)
-    return IndexReport(counts["embedded"], resumed, counts["added"], counts["dropped"], counts["entries"], store.manifest()["errors"])
+    dropped = first["dropped"] + counts["dropped"]
+    return IndexReport(counts["embedded"], first["added"], counts["added"], dropped, counts["entries"], store.manifest()["errors"])

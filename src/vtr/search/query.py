@@ -52,8 +52,9 @@ def exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int 
     return best_scores, best_rows
 
 
-def faiss_topk(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The same ranking from a FAISS flat inner-product index."""
+def faiss_index(matrix: np.ndarray):
+    """A FAISS flat inner-product index of the matrix (exact, like ``exact_topk``; the place to
+    swap in an approximate one for very large collections)."""
     try:
         import faiss
     except ImportError:
@@ -61,8 +62,7 @@ def faiss_topk(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     index = faiss.IndexFlatIP(matrix.shape[1])
     for lo in range(0, matrix.shape[0], CHUNK_ROWS):
         index.add(np.ascontiguousarray(matrix[lo : lo + CHUNK_ROWS], dtype=np.float32))
-    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, matrix.shape[0]))
-    return scores, rows.astype(np.int64)
+    return index
 
 
 class SearchIndex:
@@ -74,7 +74,7 @@ class SearchIndex:
         self.manifest = store.manifest()
         self.embeddings = store.embeddings(self.manifest)
         path = ckpt or self.manifest["checkpoint"]
-        loaded = load_checkpoint(path)
+        loaded = load_checkpoint(path, self.manifest.get("text_model"))
         expected = self.manifest["identity"]["weights_sha256"]
         if loaded.weights_hash != expected:
             raise IndexMismatch(
@@ -84,6 +84,7 @@ class SearchIndex:
         self.model = loaded.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(loaded.tokenizer)
         self.max_length = DataConfig.max_text_length
+        self._faiss = None
 
     @torch.no_grad()
     def embed_queries(self, queries: list[str]) -> np.ndarray:
@@ -96,8 +97,13 @@ class SearchIndex:
             return []
         if not len(self.embeddings):
             return [[] for _ in queries]
-        topk = faiss_topk if faiss else exact_topk
-        scores, rows = topk(self.embeddings, self.embed_queries(queries), k)
+        queries_emb = self.embed_queries(queries)
+        if faiss:
+            if self._faiss is None:  # built once, kept for the next queries
+                self._faiss = faiss_index(self.embeddings)
+            scores, rows = self._faiss.search(queries_emb, min(k, len(self.embeddings)))
+        else:
+            scores, rows = exact_topk(self.embeddings, queries_emb, k)
         entries = self.manifest["entries"]
         return [
             [Hit(entries[r]["path"], entries[r]["start"], entries[r]["end"], float(s)) for s, r in zip(qs, qr)]

@@ -20,7 +20,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class IndexStore:
         self.folder = Path(folder)
         self.manifest_path = self.folder / "manifest.json"
         self.pending = self.folder / "pending"
-        self.recorded: dict[str, str] = {}  # set by ``open``: checkpoint and folder paths, recorded at the next commit
+        self.recorded: dict[str, Any] = {}  # set by ``open``: checkpoint, folder, tokenizer, recorded at the next commit
 
     def exists(self) -> bool:
         return self.manifest_path.is_file()
@@ -70,11 +70,12 @@ class IndexStore:
         return np.load(self.folder / manifest["embeddings"], mmap_mode="r")
 
     # ------------------------------------------------------------------ opening
-    def open(self, identity: dict[str, Any], dim: int, rebuild: bool, checkpoint: str, root: str) -> None:
+    def open(self, identity: dict[str, Any], dim: int, rebuild: bool, checkpoint: str, root: str,
+             text_model: Optional[str] = None) -> None:  # fmt: skip
         """Start a run: refuse (or, with ``rebuild``, clear) an index or unfinished run of another
         identity (weights and settings; the checkpoint and the folder may have moved: their paths
         are recorded); an empty index is written if none exists, so later steps always have one."""
-        self.recorded = {"checkpoint": checkpoint, "root": root}
+        self.recorded = {"checkpoint": checkpoint, "root": root, "text_model": text_model}
         found = [json.loads(p.read_text())["identity"] for p in (self.manifest_path, self.pending / "identity.json") if p.is_file()]
         for other in found:
             if other != identity and not rebuild:
@@ -142,7 +143,7 @@ class IndexStore:
         error_list = sorted(errors.values(), key=lambda e: e["path"])
         dropped = len({e["path"] for e in old["entries"]} - kept_files - set(new_files))
         counts = {"embedded": len(picked), "added": len(new_files), "dropped": dropped, "entries": len(entries), "errors": len(errors)}
-        unchanged = all(old[k] == v for k, v in self.recorded.items()) and error_list == old["errors"]
+        unchanged = all(old.get(k) == v for k, v in self.recorded.items()) and error_list == old["errors"]
         if not picked and len(keep) == len(old["entries"]) and unchanged:
             self._clear_chunks()  # nothing changed: keep this generation
             return counts
