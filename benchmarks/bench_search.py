@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from vtr.config import load_config
 from vtr.modules.retrieval import VideoTextModule
@@ -39,9 +40,9 @@ QUERIES = ("two small red triangles slide left", "a big green square grows", "on
 def demo_checkpoint(folder: Path) -> Path:
     """A checkpoint of the demo recipe's model, randomly initialised, as training writes them."""
     cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", [f"data.root={ROOT / 'data/demo'}"])
-    module = VideoTextModule(dict(cfg))
+    config = OmegaConf.to_container(cfg, resolve=True)
     path = folder / "demo_random.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": module.hparams["config"]}}, path)
+    torch.save({"state_dict": VideoTextModule(config).state_dict(), "hyper_parameters": {"config": config}}, path)
     return path
 
 

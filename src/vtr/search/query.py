@@ -33,23 +33,18 @@ class Hit:
 
 def exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Scores and row indices (both (Q, k'), k' = min(k, rows)) of the best rows for each query,
-    best first; equal scores in row order."""
+    best first. Torch does the float16 -> float32 conversion, the product and the top-k: its
+    vectorised half-precision conversion is several times faster than numpy's."""
     k = min(k, matrix.shape[0])
-    best_scores = np.full((queries.shape[0], 0), -np.inf, np.float32)
-    best_rows = np.zeros((queries.shape[0], 0), np.int64)
-    q = queries.astype(np.float32).T
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).T
+    best_scores = torch.full((queries.shape[0], 0), -torch.inf)
+    best_rows = torch.zeros((queries.shape[0], 0), dtype=torch.long)
     for lo in range(0, matrix.shape[0], chunk_rows):
-        scores = (np.asarray(matrix[lo : lo + chunk_rows], dtype=np.float32) @ q).T  # (Q, chunk)
-        if scores.shape[1] > k:
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            scores = np.take_along_axis(scores, part, axis=1)
-        else:
-            part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        best_scores = np.concatenate([best_scores, scores], axis=1)
-        best_rows = np.concatenate([best_rows, part + lo], axis=1)
-        order = np.lexsort((best_rows, -best_scores), axis=1)[:, :k]
-        best_scores, best_rows = np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_rows, order, 1)
-    return best_scores, best_rows
+        chunk = torch.from_numpy(np.array(matrix[lo : lo + chunk_rows])).float()  # a copy: memory maps are read-only
+        scores, rows = (chunk @ q).T.topk(min(k, chunk.shape[0]), dim=1)
+        best_scores, order = torch.cat([best_scores, scores], 1).topk(k, dim=1)
+        best_rows = torch.cat([best_rows, rows + lo], 1).gather(1, order)
+    return best_scores.numpy(), best_rows.numpy()
 
 
 def faiss_index(matrix: np.ndarray):
