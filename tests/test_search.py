@@ -140,7 +140,7 @@ def test_search_ranks_match_the_evaluation_embeddings(tiny_demo_root, ckpt, mode
 
 
 def test_reindexing_embeds_only_added_and_changed_files(tiny_demo_root, ckpt, tmp_path, monkeypatch):
-    folder, captions = media_folder(tiny_demo_root, tmp_path)
+    folder, _ = media_folder(tiny_demo_root, tmp_path)
     build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
     before = index_rows(tmp_path / "index")
     videos = sorted(folder.glob("msrvtt/*.mp4"))
@@ -282,7 +282,7 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     chromium = shutil.which("chromium")
     if chromium:  # where a browser is installed, it renders the page without errors
         dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", (tmp_path / "r.html").as_uri()],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+                             check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
         assert dom.returncode == 0 and dom.stdout.count("<img") == thumbs
 
 

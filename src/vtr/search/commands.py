@@ -51,7 +51,7 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(query: str, hits: list["Hit"]) -> str:
+def _table(query: str, hits: list[Hit]) -> str:
     lines = [f"query: {query}", f"{'rank':>4}  {'score':>7}  {'window (s)':>15}  path"]
     for rank, hit in enumerate(hits, start=1):
         span = "image" if hit.end <= hit.start else f"{hit.start:.1f}-{hit.end:.1f}"

@@ -4,7 +4,7 @@ several devices (each rank embeds its share and writes its own chunks), written 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -75,7 +75,7 @@ class ClipRate(Callback):
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.bar: Optional[tqdm] = None
+        self.bar: tqdm | None = None
 
     def on_predict_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:

@@ -19,7 +19,7 @@ THUMB_HEIGHT = 96
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em}h2{margin-top:2em}.hit{margin:1em 0}"
-    ".strip img{height:%dpx;margin-right:4px}.meta{color:#555;font-size:90%%}" % THUMB_HEIGHT
+    f".strip img{{height:{THUMB_HEIGHT}px;margin-right:4px}}.meta{{color:#555;font-size:90%}}"
 )
 
 

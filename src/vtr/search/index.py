@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -56,15 +56,15 @@ def build_index(
     ckpt: str | Path,
     out: str | Path,
     window: float = 0.0,
-    stride: Optional[float] = None,
+    stride: float | None = None,
     batch_size: int = 16,
     workers: int = 2,
     overrides: list[str] = (),
     rebuild: bool = False,
     chunk_clips: int = 512,
     progress: bool = True,
-    text_model: Optional[str] = None,
-) -> Optional[IndexReport]:
+    text_model: str | None = None,
+) -> IndexReport | None:
     """Bring the index in ``out`` up to date with ``video_dir``. Returns the report on rank 0
     (None on other ranks of a multi-device run). ``text_model``: the tokenizer, for checkpoints
     that do not name theirs (released Frozen / MILES ones); recorded so that search uses it too."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -64,7 +63,7 @@ class SearchIndex:
     """An index and the text tower of the checkpoint that built it (the path the index records,
     unless ``ckpt`` names where that checkpoint is now; its weights must be the same)."""
 
-    def __init__(self, folder: str | Path, ckpt: Optional[str | Path] = None) -> None:
+    def __init__(self, folder: str | Path, ckpt: str | Path | None = None) -> None:
         store = IndexStore(Path(folder))
         self.manifest = store.manifest()
         self.embeddings = store.embeddings(self.manifest)

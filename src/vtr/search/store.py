@@ -20,7 +20,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class IndexStore:
 
     # ------------------------------------------------------------------ opening
     def open(self, identity: dict[str, Any], dim: int, rebuild: bool, checkpoint: str, root: str,
-             text_model: Optional[str] = None) -> None:  # fmt: skip
+             text_model: str | None = None) -> None:  # fmt: skip
         """Start a run: refuse (or, with ``rebuild``, clear) an index or unfinished run of another
         identity (weights and settings; the checkpoint and the folder may have moved: their paths
         are recorded); an empty index is written if none exists, so later steps always have one."""
@@ -121,7 +121,7 @@ class IndexStore:
         window is listed in ``errors`` instead. Returns counts: rows ``embedded`` (added to the
         matrix), files ``added``, files ``dropped`` (removed or changed), ``entries``, ``errors``."""
         old = self.manifest()
-        current = lambda path, size, mtime_ns: (p := present.get(path)) is not None and (p.size, p.mtime_ns) == (size, mtime_ns)  # noqa: E731
+        current = lambda path, size, mtime_ns: (p := present.get(path)) is not None and (p.size, p.mtime_ns) == (size, mtime_ns)
         rows, chunk_embs, chunk_errors = self._chunks() if self.pending.is_dir() else ([], [], [])
         errors = {e["path"]: e for e in [*old["errors"], *chunk_errors, *extra_errors] if current(e["path"], e["size"], e["mtime_ns"])}
         by_file: dict[str, list[int]] = {}
