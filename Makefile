@@ -20,6 +20,9 @@ CKPT ?=
 RESUME ?=
 ARGS ?=
 PORT ?= 6006
+VIDEOS ?= $(DEMO_ROOT)/msrvtt/videos/all
+INDEX ?= checkpoints/index
+Q ?= two small red triangles slide left
 SLURM_TEST ?=
 
 # The demo corpus is generated on first use; a real DATA_ROOT is read as it is.
@@ -27,7 +30,7 @@ DATA_DEP := $(if $(filter $(DEMO_ROOT),$(DATA_ROOT)),$(DEMO_ROOT)/DONE,)
 RUN_ARGS = data.root=$(DATA_ROOT) $(if $(RESUME),resume=$(RESUME),) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint format test test-slurm test-slow demo-data pretrain finetune evaluate tensorboard bench clean
+.PHONY: help install lint format test test-slurm test-slow demo-data pretrain finetune evaluate index search tensorboard bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -75,6 +78,13 @@ finetune: $(ENV_STAMP) $(DATA_DEP) ## fine-tune DATASET= from CKPT= (default: la
 evaluate: $(ENV_STAMP) $(DATA_DEP) ## evaluate CKPT= on DATASET=, print the recall table, write metrics.json
 	$(PY) -m vtr evaluate -c experiments/finetune/$(DATASET).yaml \
 		init_from=$(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
+
+index: $(ENV_STAMP) $(if $(filter $(DEMO_ROOT)/%,$(VIDEOS)),$(DEMO_ROOT)/DONE,) ## index VIDEOS= (default: the demo's MSR-VTT videos) with CKPT= (default: latest demo pre-training) into INDEX=checkpoints/index
+	$(PY) -m vtr index $(VIDEOS) --out $(INDEX) \
+		--ckpt $(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(ARGS)
+
+search: $(ENV_STAMP) ## search INDEX= for Q="..." (top 10; ARGS="--html results.html" writes a page)
+	$(PY) -m vtr search $(INDEX) "$(Q)" $(ARGS)
 
 tensorboard: $(ENV_STAMP) ## serve the TensorBoard logs under checkpoints/ on 127.0.0.1 (PORT=6006)
 	$(PY) -m tensorboard.main --logdir checkpoints --host 127.0.0.1 --port $(PORT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ SAMPLE_MODES = ("rand", "uniform", "released_uniform")
 # A seek (flush the decoder, decode again from a keyframe) costs about as much as decoding 3-6
 # frames on the benchmark's clips, so the reader seeks only when that skips more frames than this.
 SEEK_MIN_SKIP = 8
+Window = tuple[float, float]
 
 
 class MediaError(Exception):
@@ -165,6 +167,30 @@ def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
+def _frame_rate(path: Path, stream: av.video.stream.VideoStream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise MediaError(path, "stream has no frame rate")
+    return Fraction(rate)
+
+
+def _window_frames(path: Path, stream: av.video.stream.VideoStream, total: int, window: Window) -> tuple[int, int]:
+    """The frames ``[first, stop)`` shown within ``window`` seconds of the clip's first frame.
+
+    Frame ``i`` is shown at ``i / fps``. Annotated segments (ActivityNet, DiDeMo) often end a
+    little past the video's last frame, so the window is clipped to the clip; a window shorter
+    than a frame gives the first frame at or after its start; one starting past the end, the last frame.
+    """
+    start_s, end_s = window
+    if not 0 <= start_s <= end_s:
+        raise ValueError(f"window {window!r} is not (start_s, end_s) with 0 <= start_s <= end_s")
+    rate = _frame_rate(path, stream)
+    # decimal seconds as written (1.2, not the binary float 1.19999...) so 1.2 s x 25 fps is frame 30
+    first = min(math.ceil(Fraction(repr(float(start_s))) * rate), total - 1)
+    stop = min(math.ceil(Fraction(repr(float(end_s))) * rate), total)
+    return first, max(stop, first + 1)
+
+
 def _sample(
     path: Path,
     container: av.container.InputContainer,
@@ -172,16 +198,42 @@ def _sample(
     num_frames: int,
     mode: str,
     rng: random.Random | None,
+    window: Window | None,
 ) -> tuple[int, list[int]]:
-    """The clip's frame count and the frame indices to read."""
+    """The clip's frame count and the frame indices to read (within ``window``, if given)."""
     total = _frame_count(container, stream)
     if total < 1:
         raise MediaError(path, "cannot tell how many frames the video has")
-    return total, sample_frame_indices(total, num_frames, mode, rng)
+    if window is None:
+        return total, sample_frame_indices(total, num_frames, mode, rng)
+    first, stop = _window_frames(path, stream, total, window)
+    return total, [first + i for i in sample_frame_indices(stop - first, num_frames, mode, rng)]
 
 
-def read_video(path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None) -> torch.Tensor:
+def video_duration(path: str | Path) -> float:
+    """The video stream's length in seconds: its duration in the container, else frames / fps.
+
+    For turning annotated segments into ``read_video`` windows, or checking them against the clip.
+    """
+    path = Path(path)
+    with _open_video(path) as (container, stream):
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+        total = _frame_count(container, stream)
+        if total < 1:
+            raise MediaError(path, "cannot tell how long the video is")
+        return float(total / _frame_rate(path, stream))
+
+
+def read_video(
+    path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
+) -> torch.Tensor:
     """Sample ``num_frames`` frames as uint8 (T, C, H, W), decoding only what they need.
+
+    ``window=(start_s, end_s)`` samples only among the frames shown in that time range (seconds
+    from the first frame), e.g. an annotated segment of a long video.
 
     Decoding starts at the first frame. For each wanted frame the reader looks up, in the
     container's index, the keyframe a seek would land on; if that skips more than
@@ -191,7 +243,7 @@ def read_video(path: str | Path, num_frames: int, mode: str, rng: random.Random 
     """
     path = Path(path)
     with _open_video(path) as (container, stream):
-        total, indices = _sample(path, container, stream, num_frames, mode, rng)
+        total, indices = _sample(path, container, stream, num_frames, mode, rng, window)
         frames = container.decode(stream)
         first = next(frames, None)
         if first is None or first.pts is None:
@@ -250,7 +302,7 @@ def _seek(
 
 
 def read_video_full_decode(
-    path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None
+    path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
 ) -> torch.Tensor:
     """Same contract and frames as ``read_video``, by decoding every frame of the clip.
 
@@ -258,7 +310,7 @@ def read_video_full_decode(
     """
     path = Path(path)
     with _open_video(path) as (container, stream):
-        total, indices = _sample(path, container, stream, num_frames, mode, rng)
+        total, indices = _sample(path, container, stream, num_frames, mode, rng, window)
         wanted = set(indices)
         reformatter = VideoReformatter()
         decoded: dict[int, np.ndarray] = {}

@@ -21,6 +21,7 @@ from data_modules.video import (
     read_video,
     read_video_full_decode,
     sample_frame_indices,
+    video_duration,
 )
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -107,6 +108,37 @@ def test_uniform_reading_and_padding(clips):
     frames = read_video(path, 8, "uniform")
     assert [frame_number(f.numpy()) for f in frames] == [0, 0, 0, 1, 1, 1, 2, 2]
     assert [frame_number(f.numpy()) for f in read_video(clips["h264.mkv"], 4, "uniform")] == [7, 22, 37, 52]
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_window_samples_within_its_time_range(clips, name):
+    # 25 fps: 1.0-2.0 s shows frames 25..49; uniform 5 frames = middles of 5-frame segments
+    assert [frame_number(f.numpy()) for f in read_video(clips[name], 5, "uniform", window=(1.0, 2.0))] == [
+        27, 32, 37, 42, 47
+    ]  # fmt: skip
+    for seed in range(8):
+        for window, first, stop in [((1.0, 2.0), 25, 50), ((0.2, 1.2), 5, 30), ((1.9, 9.0), 48, 60)]:
+            seek = read_video(clips[name], 4, "rand", random.Random(seed), window=window)
+            full = read_video_full_decode(clips[name], 4, "rand", random.Random(seed), window=window)
+            numbers = [frame_number(f.numpy()) for f in seek]
+            segments = [(first + k * (stop - first) // 4, first + (k + 1) * (stop - first) // 4) for k in range(4)]
+            assert all(lo <= n < hi for n, (lo, hi) in zip(numbers, segments)), (window, numbers)
+            assert torch.equal(seek, full)
+
+
+def test_degenerate_windows(clips):
+    path = clips["h264-bframes.mp4"]
+    numbers = lambda frames: [frame_number(f.numpy()) for f in frames]  # noqa: E731
+    assert numbers(read_video(path, 3, "uniform", window=(1.0, 1.0))) == [25, 25, 25]  # shorter than a frame
+    assert numbers(read_video(path, 2, "uniform", window=(0.5, 0.52))) == [13, 13]  # 12.5 -> first frame after
+    assert numbers(read_video(path, 2, "rand", window=(30.0, 40.0))) == [59, 59]  # past the end: the last frame
+    with pytest.raises(ValueError, match="window"):
+        read_video(path, 2, "uniform", window=(2.0, 1.0))
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_video_duration(clips, name):
+    assert video_duration(clips[name]) == pytest.approx(60 / 25)
 
 
 def _faststart_clip(path, num_frames=60):

@@ -1,4 +1,4 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data,convert}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,convert,index,search}``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .search import commands as search_commands
+from .checkpoints import CheckpointError
+from .search.store import IndexMismatch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("checkpoint", help="ours (.ckpt, sharded folder, .safetensors) or a released Frozen / MILES .pth")
     conv.add_argument("out", type=Path, help="OUT.safetensors; OUT.json is written beside it")
     conv.add_argument("--text-model", help="tokenizer (HF name or folder) to record; default: the checkpoint's")
+    search_commands.add_parsers(sub)
     return parser
 
 
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             sizes = DemoSizes.tiny() if args.tiny else DemoSizes()
             generate_demo_corpus(args.root, seed=args.seed, sizes=sizes, workers=args.workers)
             return 0
+        if args.command == "index":
+            return search_commands.run_index(args)
+        if args.command == "search":
+            return search_commands.run_search(args)
         if args.command == "convert":
             from .checkpoints import convert
 
@@ -53,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         from .build import run
 
         run(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, IndexMismatch, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
