@@ -2,7 +2,8 @@
 
 Decoding is the data pipeline's main cost: a web video holds hundreds of frames and a training
 clip needs four. ``read_video`` therefore seeks to the keyframe before each wanted frame and
-decodes only from there; ``read_video_full_decode`` decodes everything and is kept as the
+decodes only from there, skipping the frames nothing depends on (``video_stream.Decoder``);
+``read_video_full_decode`` decodes everything and is kept as the
 reference the seeking reader is tested and benchmarked against. Both raise ``MediaError``
 rather than return placeholder frames, so a broken file is skipped, never trained on.
 """
@@ -14,16 +15,25 @@ import itertools
 import math
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 from PIL import Image
 from torchvision.transforms import v2
+
+from data_modules.video_stream import (
+    Decoder,
+    FrameClock,
+    MediaError,
+    OpenVideo,
+    frame_count,
+    frame_rate,
+    open_video,
+    write_rgb,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,18 +42,6 @@ SAMPLE_MODES = ("rand", "uniform", "released_uniform")
 # frames on the benchmark's clips, so the reader seeks only when that skips more frames than this.
 SEEK_MIN_SKIP = 8
 Window = tuple[float, float]
-
-
-class MediaError(Exception):
-    """A video or image that cannot give the frames asked for (missing, empty, truncated, undecodable)."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(str(path), reason)
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 def sample_frame_indices(
@@ -87,94 +85,7 @@ def released_frame_indices(num_total: int, num_frames: int) -> list[int]:
     return [max((start + end - 1) // 2 - 1, 0) for start, end in zip(edges, edges[1:])]
 
 
-class _FrameClock:
-    """Converts between frame indices and presentation timestamps of a constant-rate stream.
-
-    Frame 0 is the first decoded frame, not ``stream.start_time``: in AVI files with B-frames the
-    two differ by the reordering delay.
-    """
-
-    def __init__(self, stream: av.video.stream.VideoStream, first_pts: int, path: Path) -> None:
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate or stream.time_base is None:
-            raise MediaError(path, "stream has no frame rate or time base")
-        self.start = first_pts
-        self.ticks_per_frame = 1 / (Fraction(rate) * stream.time_base)
-
-    def pts(self, index: int) -> int:
-        return self.start + round(index * self.ticks_per_frame)
-
-    def index(self, pts: int) -> int:
-        return round((pts - self.start) / self.ticks_per_frame)
-
-
-def _frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """The container's frame count, else duration x frame rate (rounded down, so it never overshoots)."""
-    if stream.frames > 0:
-        return stream.frames
-    rate = stream.average_rate or stream.guessed_rate
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = stream.duration * stream.time_base
-    elif container.duration is not None:
-        seconds = Fraction(container.duration, av.time_base)
-    else:
-        return 0
-    return int(seconds * Fraction(rate)) if rate else 0
-
-
-@contextmanager
-def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
-    """Open the first video stream; any FFmpeg failure, now or while decoding, becomes a MediaError."""
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "empty file")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(path, "no video stream")
-            stream = container.streams.video[0]
-            _check_complete(path, stream)
-            stream.thread_type = "AUTO"
-            yield container, stream
-    except av.FFmpegError as err:
-        raise MediaError(path, f"{type(err).__name__}: {err}") from err
-
-
-def _check_complete(path: Path, stream: av.video.stream.VideoStream) -> None:
-    """A file shorter than its own index says is truncated, and unreadable as a whole.
-
-    A truncated mp4 whose index comes first (as web video's does) still opens, and the frames
-    before the cut still decode: whether a clip could be read would then depend on which frames
-    were sampled (a different answer each epoch in training, a partly decoded last frame at the
-    cut). So any truncation the index reveals makes the file unreadable, whichever frames are
-    asked for. Files without an index are read as far as the sampled frames need; a frame past
-    the end is a ``MediaError`` too.
-    """
-    end = max((e.pos + e.size for e in stream.index_entries if e.pos >= 0), default=0)
-    size = path.stat().st_size
-    if end > size:
-        raise MediaError(path, f"truncated: {size} bytes, but the index refers to bytes up to {end}")
-
-
-def _rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
-    """RGB pixels of a frame. One reformatter per clip keeps its colour converter (swscale) set
-    up across frames: ``frame.to_ndarray`` builds one per frame, which can cost more than decoding it."""
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
-
-
-def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
-
-
-def _frame_rate(path: Path, stream: av.video.stream.VideoStream) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate
-    if not rate:
-        raise MediaError(path, "stream has no frame rate")
-    return Fraction(rate)
-
-
-def _window_frames(path: Path, stream: av.video.stream.VideoStream, total: int, window: Window) -> tuple[int, int]:
+def _window_frames(video: OpenVideo, total: int, window: Window) -> tuple[int, int]:
     """The frames ``[first, stop)`` shown within ``window`` seconds of the clip's first frame.
 
     Frame ``i`` is shown at ``i / fps``. Annotated segments (ActivityNet, DiDeMo) often end a
@@ -184,7 +95,7 @@ def _window_frames(path: Path, stream: av.video.stream.VideoStream, total: int, 
     start_s, end_s = window
     if not 0 <= start_s <= end_s:
         raise ValueError(f"window {window!r} is not (start_s, end_s) with 0 <= start_s <= end_s")
-    rate = _frame_rate(path, stream)
+    rate = frame_rate(video.path, video.stream)
     # decimal seconds as written (1.2, not the binary float 1.19999...) so 1.2 s x 25 fps is frame 30
     first = min(math.ceil(Fraction(repr(float(start_s))) * rate), total - 1)
     stop = min(math.ceil(Fraction(repr(float(end_s))) * rate), total)
@@ -192,21 +103,15 @@ def _window_frames(path: Path, stream: av.video.stream.VideoStream, total: int, 
 
 
 def _sample(
-    path: Path,
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    num_frames: int,
-    mode: str,
-    rng: random.Random | None,
-    window: Window | None,
+    video: OpenVideo, num_frames: int, mode: str, rng: random.Random | None, window: Window | None
 ) -> tuple[int, list[int]]:
     """The clip's frame count and the frame indices to read (within ``window``, if given)."""
-    total = _frame_count(container, stream)
+    total = frame_count(video.container, video.stream)
     if total < 1:
-        raise MediaError(path, "cannot tell how many frames the video has")
+        raise MediaError(video.path, "cannot tell how many frames the video has")
     if window is None:
         return total, sample_frame_indices(total, num_frames, mode, rng)
-    first, stop = _window_frames(path, stream, total, window)
+    first, stop = _window_frames(video, total, window)
     return total, [first + i for i in sample_frame_indices(stop - first, num_frames, mode, rng)]
 
 
@@ -216,15 +121,16 @@ def video_duration(path: str | Path) -> float:
     For turning annotated segments into ``read_video`` windows, or checking them against the clip.
     """
     path = Path(path)
-    with _open_video(path) as (container, stream):
+    with open_video(path) as video:
+        stream = video.stream
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
-        if container.duration is not None:
-            return container.duration / av.time_base
-        total = _frame_count(container, stream)
+        if video.container.duration is not None:
+            return video.container.duration / av.time_base
+        total = frame_count(video.container, stream)
         if total < 1:
             raise MediaError(path, "cannot tell how long the video is")
-        return float(total / _frame_rate(path, stream))
+        return float(total / frame_rate(path, stream))
 
 
 def read_video(
@@ -237,39 +143,41 @@ def read_video(
 
     Decoding starts at the first frame. For each wanted frame the reader looks up, in the
     container's index, the keyframe a seek would land on; if that skips more than
-    ``SEEK_MIN_SKIP`` frames past the one just decoded, it seeks there, else it keeps decoding
-    (the wanted frame is then within the frames being decoded anyway). Frames are matched by
+    ``SEEK_MIN_SKIP`` frames past the one just decoded, it seeks there, else it keeps decoding.
+    On the way to a wanted frame the frames nothing references are not decoded at all
+    (``Decoder``), and only the wanted frames are converted to RGB. Frames are matched by
     timestamp, so a constant-rate stream gives exactly the frames of the full decode.
     """
     path = Path(path)
-    with _open_video(path) as (container, stream):
-        total, indices = _sample(path, container, stream, num_frames, mode, rng, window)
-        frames = container.decode(stream)
+    with open_video(path) as video:
+        total, indices = _sample(video, num_frames, mode, rng, window)
+        decoder = Decoder(video)
+        frames = decoder.frames()
         first = next(frames, None)
         if first is None or first.pts is None:
             raise MediaError(path, "no decodable frame with a timestamp")
-        clock = _FrameClock(stream, first.pts, path)
+        clock = FrameClock(video, first.pts)
         frames = itertools.chain([first], frames)
-        keyframes = [entry.timestamp for entry in stream.index_entries if entry.is_keyframe]
         last_pts = first.pts
-        reformatter = VideoReformatter()
-        decoded: dict[int, np.ndarray] = {}
-        for target in sorted(set(indices)):
-            if _landing(keyframes, clock, target) - clock.index(last_pts) > SEEK_MIN_SKIP:
-                frames = _seek(container, stream, clock, target)
+        wanted = sorted(set(indices))
+        clip = np.empty((len(wanted), 3, first.height, first.width), np.uint8)
+        for slot, target in enumerate(wanted):
+            decoder.full_from = clock.first_pts(target)
+            if _landing(video.keyframes, clock, target) - clock.index(last_pts) > SEEK_MIN_SKIP:
+                frames = _seek(decoder, clock, target)
             for frame in frames:
                 if frame.pts is None:
                     raise MediaError(path, "decoded frame has no timestamp")
                 last_pts = frame.pts
-                if clock.index(frame.pts) >= target:
-                    decoded[target] = _rgb(frame, reformatter)
+                if frame.pts >= decoder.full_from:
+                    _write(path, frame, clip[slot])
                     break
             else:
                 raise MediaError(path, f"stream ended before frame {target} of {total}")
-    return _to_tensor([decoded[i] for i in indices])
+    return _in_order(clip, wanted, indices)
 
 
-def _landing(keyframes: list[int], clock: _FrameClock, target: int) -> int:
+def _landing(keyframes: list[int], clock: FrameClock, target: int) -> int:
     """The frame a seek to ``target`` lands on: the last keyframe at or before it, or ``target``
     itself when the container has no index. The index holds decode timestamps, which precede
     presentation by the codec's reordering delay: an estimate off by a frame or two, on the side
@@ -280,9 +188,7 @@ def _landing(keyframes: list[int], clock: _FrameClock, target: int) -> int:
     return clock.index(keyframes[i - 1]) if i else 0
 
 
-def _seek(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, clock: _FrameClock, target: int
-) -> Iterator[av.VideoFrame]:
+def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[av.VideoFrame]:
     """Frames decoded from the keyframe at or before ``target``.
 
     Demuxers that seek by decode timestamps (AVI with B-frames) can land on a keyframe shown
@@ -290,8 +196,7 @@ def _seek(
     """
     at = target
     while True:
-        container.seek(clock.pts(at), backward=True, any_frame=False, stream=stream)
-        frames = container.decode(stream)
+        frames = decoder.seek(clock.pts(at))
         first = next(frames, None)
         if first is None:
             return iter(())
@@ -301,27 +206,42 @@ def _seek(
         at = max(0, at - 2 * (landed - at))
 
 
+def _write(path: Path, frame: av.VideoFrame, out: np.ndarray) -> None:
+    if (frame.height, frame.width) != out.shape[1:]:
+        raise MediaError(path, f"frame size changes within the video: {out.shape[1:]} to {(frame.height, frame.width)}")
+    write_rgb(frame, out)
+
+
+def _in_order(clip: np.ndarray, wanted: list[int], indices: list[int]) -> torch.Tensor:
+    """The clip of ``indices`` from the decoded frames of ``wanted`` (its sorted distinct values)."""
+    if wanted != indices:
+        clip = clip[[wanted.index(i) for i in indices]]
+    return torch.from_numpy(clip)
+
+
 def read_video_full_decode(
     path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
 ) -> torch.Tensor:
     """Same contract and frames as ``read_video``, by decoding every frame of the clip.
 
-    The baseline of ``benchmarks/bench_data_loading.py`` and the reference in the tests.
+    Frame ``i`` is simply the ``i``-th frame out of the decoder: the reference the seeking reader
+    is tested against, and the baseline of the benchmarks.
     """
     path = Path(path)
-    with _open_video(path) as (container, stream):
-        total, indices = _sample(path, container, stream, num_frames, mode, rng, window)
-        wanted = set(indices)
-        reformatter = VideoReformatter()
-        decoded: dict[int, np.ndarray] = {}
-        count = 0
-        for count, frame in enumerate(container.decode(stream), start=1):
-            if count - 1 in wanted:
-                decoded[count - 1] = _rgb(frame, reformatter)
-    if len(decoded) < len(wanted):
+    with open_video(path) as video:
+        total, indices = _sample(video, num_frames, mode, rng, window)
+        wanted = sorted(set(indices))
+        clip: np.ndarray | None = None
+        slot = count = 0
+        for count, frame in enumerate(video.container.decode(video.stream), start=1):
+            if slot < len(wanted) and count - 1 == wanted[slot]:
+                if clip is None:
+                    clip = np.empty((len(wanted), 3, frame.height, frame.width), np.uint8)
+                _write(path, frame, clip[slot])
+                slot += 1
+    if clip is None or slot < len(wanted):
         raise MediaError(path, f"stream ended after {count} of {total} frames")
-    return _to_tensor([decoded[i] for i in indices])
-
+    return _in_order(clip, wanted, indices)
 
 def read_image(path: str | Path) -> torch.Tensor:
     """An image as a 1-frame uint8 clip (1, C, H, W), RGB."""

@@ -8,10 +8,12 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers.media import frame_number, marked_frame, write_clip, write_image
+from av.video.frame import PictureType
 from torchvision import tv_tensors
 
 from data_modules import video
+
+from helpers.media import frame_number, marked_frame, write_clip, write_image
 from data_modules.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -70,6 +72,10 @@ CLIPS = {
     # AVI with B-frames seeks by decode time and its first frame is not at start_time
     "mpeg4-bframes.avi": dict(codec="mpeg4", gop=8, b_frames=2),
     "h264.mkv": dict(codec="libx264", gop=8, b_frames=0),  # no frame count in the header
+    # x264's default long GOP (one keyframe here) and B-pyramid: most frames are decoded on the
+    # way to a wanted one, with non-reference B-frames skipped
+    "h264-longgop.mp4": dict(codec="libx264", gop=250, b_frames=3),
+    "h264-bframes.mkv": dict(codec="libx264", gop=30, b_frames=3),
 }
 
 
@@ -89,6 +95,26 @@ def test_readers_return_the_sampled_frames(clips, name):
             assert seek.dtype == torch.uint8 and seek.shape == (num_frames, 3, 32, marked_frame(0).shape[1])
             assert [frame_number(f.numpy()) for f in seek] == expected
             assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize("name", ["h264-longgop.mp4", "h264-bframes.mkv"])
+def test_frames_nothing_references_are_skipped_on_the_way(clips, name, monkeypatch):
+    """Reading frame 57 decodes all reference frames before it, but not the disposable B-frames."""
+    out: list[int] = []
+    real_frames = video.Decoder.frames
+
+    def counted(self):
+        for frame in real_frames(self):
+            out.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(video.Decoder, "frames", counted)
+    with av.open(str(clips[name])) as container:
+        pict_types = [PictureType(frame.pict_type) for frame in container.decode(video=0)]
+    assert pict_types.count(PictureType.B) > 10  # the clip does have B-frames to skip
+    frames = read_video(clips[name], 1, "uniform", window=(57 / 25, 58 / 25))
+    assert frame_number(frames[0].numpy()) == 57
+    assert len(out) < 58 - 10  # fewer frames came out of the decoder than precede the target
 
 
 def test_seeks_only_when_that_skips_frames(tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data,convert,index,search}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,preprocess,convert,index,search}``: argument parsing only."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a few clips per dataset (tests)")
     demo.add_argument("--workers", type=int, default=2)
+    prep = sub.add_parser("preprocess", help="re-encode a dataset root into small, keyframe-dense clips")
+    prep.add_argument("src_root", type=Path)
+    prep.add_argument("dst_root", type=Path)
+    prep.add_argument("--short-side", type=int, default=256, help="pixels (never upscaled)")
+    prep.add_argument("--fps", type=int, default=10, help="frame rate cap")
+    prep.add_argument("--keyframe-every", type=int, default=10, help="frames between keyframes")
+    prep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     conv = sub.add_parser("convert", help="write a checkpoint's dual encoder as .safetensors + .json (model config)")
     conv.add_argument("checkpoint", help="ours (.ckpt, sharded folder, .safetensors) or a released Frozen / MILES .pth")
     conv.add_argument("out", type=Path, help="OUT.safetensors; OUT.json is written beside it")
@@ -44,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
 
             sizes = DemoSizes.tiny() if args.tiny else DemoSizes()
             generate_demo_corpus(args.root, seed=args.seed, sizes=sizes, workers=args.workers)
+            return 0
+        if args.command == "preprocess":
+            from data_modules.preprocess import Settings, preprocess
+
+            try:
+                settings = Settings(args.short_side, args.fps, args.keyframe_every)
+                print(preprocess(args.src_root, args.dst_root, settings, workers=args.workers))
+            except ValueError as err:  # bad settings, or a destination inside the source
+                raise ConfigError(str(err)) from err
             return 0
         if args.command == "index":
             return search_commands.run_index(args)

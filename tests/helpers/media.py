@@ -33,9 +33,11 @@ def frame_number(frame: np.ndarray) -> int:
 
 
 def write_clip(path: Path, num_frames: int, codec: str = "libx264", gop: int = 8, b_frames: int = 2) -> Path:
-    """A 25 fps clip of marked frames with a keyframe every ``gop`` frames."""
+    """A 25 fps clip of marked frames with a keyframe every ``gop`` frames and ``b_frames`` B-frames
+    between reference frames (x264 would otherwise decide that still bars need none)."""
+    options = {"g": str(gop), "bf": str(b_frames)} | ({"b_strategy": "0"} if codec == "libx264" else {})
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25, options={"g": str(gop), "bf": str(b_frames)})
+        stream = container.add_stream(codec, rate=25, options=options)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for i in range(num_frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(marked_frame(i), format="rgb24")):

@@ -1,0 +1,181 @@
+"""Low-level access to one video stream with PyAV: opening, timestamps, decoding, RGB conversion.
+
+The readers in ``data_modules.video`` decide which frames to read; this module decodes as
+little as it can to get them. Decoding is single-threaded: a DataLoader already runs one reader
+per core, and FFmpeg's frame threads would only add start-up and flush latency to every seek.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+# Demuxers whose packets carry presentation timestamps (not just decode order), so a packet can
+# be told to belong to a frame before the wanted one while it is still undecoded. AVI cannot.
+PTS_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+
+
+class MediaError(Exception):
+    """A video or image that cannot give the frames asked for (missing, empty, truncated, undecodable)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(str(path), reason)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class OpenVideo:
+    path: Path
+    container: av.container.InputContainer
+    stream: av.video.stream.VideoStream
+    keyframes: list[int]  # decode timestamps of the index's keyframes, ascending; [] without an index
+
+
+@contextmanager
+def open_video(path: Path) -> Iterator[OpenVideo]:
+    """Open the first video stream; any FFmpeg failure, now or while decoding, becomes a MediaError."""
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise MediaError(path, "empty file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(path, "no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"
+            yield OpenVideo(path, container, stream, _read_index(path, size, stream))
+    except av.FFmpegError as err:
+        raise MediaError(path, f"{type(err).__name__}: {err}") from err
+
+
+def _read_index(path: Path, size: int, stream: av.video.stream.VideoStream) -> list[int]:
+    """The keyframes' timestamps, from one walk over the index that also checks the file is whole.
+
+    A file shorter than its own index says is truncated, and unreadable as a whole. A truncated
+    mp4 whose index comes first (as web video's does) still opens, and the frames before the cut
+    still decode: whether a clip could be read would then depend on which frames were sampled (a
+    different answer each epoch in training, a partly decoded last frame at the cut). So any
+    truncation the index reveals makes the file unreadable, whichever frames are asked for.
+    Files without an index are read as far as the sampled frames need; a frame past the end is
+    a ``MediaError`` too.
+    """
+    keyframes, end = [], 0
+    for entry in stream.index_entries:
+        if entry.pos >= 0:
+            end = max(end, entry.pos + entry.size)
+        if entry.is_keyframe:
+            keyframes.append(entry.timestamp)
+    if end > size:
+        raise MediaError(path, f"truncated: {size} bytes, but the index refers to bytes up to {end}")
+    return keyframes
+
+
+def frame_rate(path: Path, stream: av.video.stream.VideoStream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        raise MediaError(path, "stream has no frame rate")
+    return Fraction(rate)
+
+
+def frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The container's frame count, else duration x frame rate (rounded down, so it never overshoots)."""
+    if stream.frames > 0:
+        return stream.frames
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = stream.duration * stream.time_base
+    elif container.duration is not None:
+        seconds = Fraction(container.duration, av.time_base)
+    else:
+        return 0
+    return int(seconds * Fraction(rate)) if rate else 0
+
+
+class FrameClock:
+    """Converts between frame indices and presentation timestamps of a constant-rate stream.
+
+    Frame 0 is the first decoded frame, not ``stream.start_time``: in AVI files with B-frames the
+    two differ by the reordering delay. Frame ``i`` is the first frame whose timestamp is at
+    least ``first_pts(i)``, half a frame before its nominal time.
+    """
+
+    def __init__(self, video: OpenVideo, first_pts: int) -> None:
+        if video.stream.time_base is None:
+            raise MediaError(video.path, "stream has no time base")
+        self.start = first_pts
+        self.ticks_per_frame = 1 / (frame_rate(video.path, video.stream) * video.stream.time_base)
+
+    def pts(self, index: int) -> int:
+        return self.start + round(index * self.ticks_per_frame)
+
+    def first_pts(self, index: int) -> int:
+        return self.start + math.ceil((index - Fraction(1, 2)) * self.ticks_per_frame)
+
+    def index(self, pts: int) -> int:
+        return math.floor((pts - self.start) / self.ticks_per_frame + Fraction(1, 2))
+
+
+class Decoder:
+    """Decodes a stream packet by packet, skipping what no wanted frame needs.
+
+    Frames before ``full_from`` (a presentation timestamp) are not wanted: their packets are
+    decoded with ``skip_frame = NONREF``, so the decoder drops the frames that no other frame
+    references (in H.264 web video about half of them, B-frames, the cheap half) and still
+    decodes every reference frame, which is why the wanted frame comes out exactly as in a full
+    decode. Packets from ``full_from`` on, and any packet without a timestamp, are decoded in
+    full; so is everything in containers whose packets do not carry presentation times.
+    """
+
+    def __init__(self, video: OpenVideo) -> None:
+        self.video = video
+        self.context = video.stream.codec_context
+        self.can_skip = video.container.format.name in PTS_FORMATS
+        self.full_from: int | None = None
+        self._skipping = False
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current position (the start, or the last seek) in presentation order."""
+        for packet in self.video.container.demux(self.video.stream):
+            skip = self.can_skip and self.full_from is not None and packet.pts is not None and packet.pts < self.full_from
+            if skip != self._skipping:
+                self.context.skip_frame = "NONREF" if skip else "DEFAULT"
+                self._skipping = skip
+            yield from self.context.decode(packet)
+
+    def seek(self, pts: int) -> Iterator[av.VideoFrame]:
+        """Frames from the keyframe at or before ``pts`` (by the demuxer's idea of time)."""
+        self.video.container.seek(pts, backward=True, any_frame=False, stream=self.video.stream)
+        return self.frames()
+
+
+_local = threading.local()
+
+
+def write_rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
+    """Write a frame's RGB pixels into ``out``, a (3, H, W) uint8 array.
+
+    swscale converts to planar GBR (the same values as packed RGB), so each channel is one plane
+    copied straight into the channels-first clip: no packed image to transpose afterwards. One
+    reformatter per thread keeps swscale's converter set up across frames and clips.
+    """
+    reformatter = getattr(_local, "reformatter", None) or VideoReformatter()
+    _local.reformatter = reformatter
+    planes = reformatter.reformat(frame, format="gbrp").planes
+    for channel, plane in zip((1, 2, 0), planes):
+        rows = np.frombuffer(plane, np.uint8)[: plane.line_size * plane.height].reshape(plane.height, plane.line_size)
+        out[channel] = rows[:, : plane.width]
