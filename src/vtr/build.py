@@ -21,13 +21,14 @@ from .callbacks.rng_state import RNGState
 from .callbacks.slurm_requeue import SlurmRequeue
 from .callbacks.snapshot_ema import SnapshotEMA
 from .checkpoint_io import AtomicCheckpointIO
+from .checkpoints import remap_legacy_keys
 from .config import ConfigError, resolve_run_dir
 from .modules.retrieval import VideoTextModule
 from .report import print_report
 from .sharding import build_strategy
 from .weights import fit_temporal_embed, load_checked, load_image_vit, read_state_dict
 
-_OPTIONAL_PARTS = ("snapshot.", "mvm_head.", "completion.")  # objective-specific parts
+_OPTIONAL_PARTS = ("snapshot.", "mvm.", "mascot.")  # objective-specific parts
 
 
 def check_data(cfg: DictConfig) -> None:
@@ -56,7 +57,7 @@ def build_datamodule(cfg: DictConfig) -> RetrievalDataModule:
 def build_module(cfg: DictConfig) -> VideoTextModule:
     module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
     if cfg.init_from:
-        state = read_state_dict(cfg.init_from)
+        state = remap_legacy_keys(read_state_dict(cfg.init_from))  # also checkpoints of earlier versions
         for key in ("model.video.temporal_embed", "snapshot.temporal_embed"):
             fit_temporal_embed(state, key, module.model.video.num_frames)
         missing = load_checked(module, state, cfg.init_from, may_miss=_OPTIONAL_PARTS, may_ignore=_OPTIONAL_PARTS)
