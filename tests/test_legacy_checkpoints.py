@@ -58,7 +58,8 @@ def test_lightning_resume_of_an_old_layout_checkpoint_restores_every_tensor(tiny
     overrides = tiny_overrides(tiny_demo_root, tmp_path / "first", steps=1) + ["data.val=[]", "data.test=[]"]
     cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides)
     run(cfg)
-    ckpt = torch.load(resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    last = resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
     state = ckpt["state_dict"]
     ckpt["state_dict"] = _old_layout(state)
     assert any(k.startswith("mvm_head.") for k in ckpt["state_dict"])

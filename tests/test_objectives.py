@@ -111,7 +111,8 @@ def test_mvm_warm_up_trains_contrastive_only_and_gives_ddp_an_exact_zero_term(ti
     batch = {"webvid": {"video": video, "text": text}}
     alone, _, _ = module.compute_losses(batch)
     assert set(alone) == {"contrastive"}
-    expected = contrastive_loss(module.model.embed_video(video)[0], module.model.embed_text(text)[0], module.model.scale)
+    model = module.model
+    expected = contrastive_loss(model.embed_video(video)[0], model.embed_text(text)[0], model.scale)
     assert torch.allclose(alone["contrastive"], expected)  # the unmasked clip
     monkeypatch.setattr(mvm, "is_distributed", lambda: True)
     losses, weights, _ = module.compute_losses(batch)

@@ -101,19 +101,26 @@ class VideoTextModule(FaultTolerantModule):
         if not parts:
             return {}, {}, 0
         generator = self._mask_generator()
+        # Diagnostics only on logged steps (as Lightning's LearningRateMonitor decides them).
+        measure = self._trainer is not None and self.trainer._logger_connector.should_update_logs
         texts: list[Tensor] = []
-        views, terms = defaultdict(list), defaultdict(list)
+        views, terms, metrics = defaultdict(list), defaultdict(list), defaultdict(list)
         weights = {"contrastive": 1.0}
         for sub in parts:
             text_emb, text_out = self.model.embed_text(sub["text"])
             texts.append(text_emb)
-            video = sub["video"]
-            outputs = [obj(video, text_out, self.model, self.snapshot, generator, self.global_step) for obj in self.objectives]
+            video, step = sub["video"], self.global_step
+            outputs = [
+                objective(video, text_out, self.model, self.snapshot, generator, step, measure)
+                for objective in self.objectives
+            ]
             for out in outputs or [ObjectiveOutput({"contrastive": self.model.embed_video(video)[0]})]:
                 for name, emb in out.views.items():
                     views[name].append(emb)
                 for name, value in out.losses.items():
                     terms[name].append(value)
+                for name, value in out.metrics.items():
+                    metrics[name].append(value)
                 weights.update(out.weights)
 
         text = torch.cat(texts)
@@ -123,6 +130,8 @@ class VideoTextModule(FaultTolerantModule):
         for objective in self.objectives:
             losses.update(objective.pooled_losses(pooled, text, scale))
         losses.update({name: torch.stack(values).mean() for name, values in terms.items()})
+        for name, values in metrics.items():
+            self.log(f"train/{name}", torch.cat(values).mean(), batch_size=text.shape[0])
         return losses, {k: weights[k] for k in losses}, text.shape[0]
 
     def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
@@ -153,7 +162,20 @@ class VideoTextModule(FaultTolerantModule):
         return {"video": video_emb, "text": text_emb, **ids, "num_skipped": int(batch.get("num_skipped", 0))}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        if batch_idx == 0 and dataloader_idx == 0 and hasattr(self, "mvm"):
+            self._log_mvm_heldout(batch)
         return self._embed_eval(batch)
+
+    def _log_mvm_heldout(self, batch: dict[str, Any]) -> None:
+        """``val/mvm_heldout``: the MVM loss on the first batch of the first validation set, with
+        masks drawn from ``seed`` alone, so every validation scores the same clips and masks and
+        the curve shows learning, not sampling noise."""
+        video = batch["video"]
+        if not video.shape[0]:  # every clip of the batch was unreadable
+            return
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        loss = self.mvm.masked_modeling(video, self.model, self.snapshot, generator)[1]
+        self.log("val/mvm_heldout", loss, batch_size=video.shape[0], sync_dist=True, add_dataloader_idx=False)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         return self._embed_eval(batch)

@@ -25,6 +25,7 @@ class ObjectiveOutput:
     views: dict[str, Tensor]  # contrastive loss name -> (B, E) unit-norm video embeddings
     losses: dict[str, Tensor] = field(default_factory=dict)  # the objective's own terms, means over the part
     weights: dict[str, float] = field(default_factory=dict)  # of every view and loss name it returns
+    metrics: dict[str, Tensor] = field(default_factory=dict)  # per-clip (B,) diagnostics, logged as train/<name>
 
 
 class Objective(nn.Module):
@@ -39,11 +40,13 @@ class Objective(nn.Module):
         snapshot: SpaceTimeViT,
         generator: torch.Generator,
         step: int,
+        measure: bool = False,
     ) -> ObjectiveOutput:
         """Views and losses of one part: clips (B, T, C, H, W) and their captions' encoder output.
 
         ``generator`` draws the masks (seeded by the caller from seed, step and rank); ``step`` is
-        the optimizer step (for warm-ups)."""
+        the optimizer step (for warm-ups); ``measure`` asks for the diagnostic ``metrics`` too
+        (only on the steps that are logged, as they may cost an extra forward pass)."""
         raise NotImplementedError
 
     def pooled_losses(self, views: dict[str, Tensor], text: Tensor, scale: Tensor | float) -> dict[str, Tensor]:

@@ -28,7 +28,7 @@ from ..models.video_encoder import SpaceTimeViT
 from .base import Objective, ObjectiveOutput
 from .masking import attention_guided_masks, random_mask
 from .mvm import masked_regression_loss
-from .snapshot import regression_targets, snapshot_forward
+from .snapshot import cls_cosine, regression_targets, snapshot_forward
 
 
 class CrossAttentionBlock(nn.Module):
@@ -105,9 +105,13 @@ class Mascot(Objective):
         self.cfg = cfg
         self.target = target
         self.loss = loss
-        self.decoder = CompletionDecoder(width, text_width, target_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.text_context)
+        self.decoder = CompletionDecoder(
+            width, text_width, target_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.text_context
+        )
 
-    def _complete(self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput) -> Tensor:
+    def _complete(
+        self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput
+    ) -> Tensor:
         """Completion loss of one masked view, over the hidden positions flagged in ``counted``."""
         queries, visible = split_by_mask(tokens, mask)
         pred = self.decoder(queries, visible, text.tokens, text.attention_mask)
@@ -123,9 +127,11 @@ class Mascot(Objective):
         snapshot: SpaceTimeViT,
         generator: torch.Generator,
         step: int,
+        measure: bool = False,
     ) -> ObjectiveOutput:
         """The high-informed masked view (``contrastive``), the low-informed one
-        (``dual_contrastive``) and the completion loss."""
+        (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, a
+        second forward with gradients), and the completion loss."""
         m = self.cfg
         b, t = video.shape[:2]
         snap = snapshot_forward(snapshot, video, with_attention=m.masking == "attention")
@@ -148,7 +154,12 @@ class Mascot(Objective):
             weights.update(dual_contrastive=m.dual_contrastive_weight, consistency=m.consistency_weight)
             if m.reconstruct_low:  # ablation: also reconstruct the hidden background
                 completion.append(self._complete(out_low.tokens[:, 1:], low_mask, ~informed, target, text))
-        return ObjectiveOutput(views, {"completion": torch.stack(completion).mean()}, weights)
+        full_out = None
+        if m.full_view:
+            views["full_contrastive"], full_out = encoder.embed_video(video)
+            weights["full_contrastive"] = 1.0
+        metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
+        return ObjectiveOutput(views, {"completion": torch.stack(completion).mean()}, weights, metrics)
 
     def pooled_losses(self, views: dict[str, Tensor], text: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
         """The consistency of the two masked views' caption distributions, over the whole batch."""

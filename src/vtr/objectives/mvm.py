@@ -20,7 +20,7 @@ from ..models.video_encoder import SpaceTimeViT, VideoEncoderOutput
 from .base import Objective, ObjectiveOutput
 from .contrastive import is_distributed
 from .masking import make_mask
-from .snapshot import regression_targets, snapshot_forward
+from .snapshot import cls_cosine, regression_targets, snapshot_forward
 
 
 def build_head(kind: str, width: int, out_dim: int) -> nn.Module:
@@ -74,15 +74,30 @@ class MaskedVisualModeling(Objective):
         snapshot: SpaceTimeViT,
         generator: torch.Generator,
         step: int,
+        measure: bool = False,
     ) -> ObjectiveOutput:
-        weights = {"contrastive": 1.0, "mvm": self.cfg.weight}
-        if step < self.cfg.start_step:  # warm-up: contrastive only, on the unmasked clip
+        """Views by ``contrastive_view``: the masked clip (``contrastive``), the unmasked clip in a
+        second forward with gradients (``full_contrastive``), or both with half the weight each
+        (the mean of the two losses). Before ``start_step`` only the unmasked clip's view."""
+        c = self.cfg
+        if step < c.start_step:  # warm-up: contrastive only, on the unmasked clip
+            emb, out = encoder.embed_video(video)
             losses = {}
             if is_distributed():
                 # The head and the mask token get no gradient yet, which DDP refuses: an exact
                 # zero term gives them zero gradients instead.
                 unused = [*self.head.parameters(), encoder.video.mask_token]
                 losses["mvm"] = sum(p.sum() for p in unused) * 0.0
-            return ObjectiveOutput({"contrastive": encoder.embed_video(video)[0]}, losses, weights)
-        emb, loss, _ = self.masked_modeling(video, encoder, snapshot, generator)
-        return ObjectiveOutput({"contrastive": emb}, {"mvm": loss}, weights)
+            metrics = {}
+            if measure:
+                metrics["snapshot_cls_cos"] = cls_cosine(snapshot_forward(snapshot, video), encoder.video, video, out)
+            return ObjectiveOutput({"contrastive": emb}, losses, {"contrastive": 1.0, "mvm": c.weight}, metrics)
+        emb, loss, snap = self.masked_modeling(video, encoder, snapshot, generator)
+        views, full_out = {}, None
+        if c.contrastive_view != "full":
+            views["contrastive"] = emb
+        if c.contrastive_view != "masked":
+            views["full_contrastive"], full_out = encoder.embed_video(video)
+        weights = {**dict.fromkeys(views, 1.0 / len(views)), "mvm": c.weight}
+        metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
+        return ObjectiveOutput(views, {"mvm": loss}, weights, metrics)
