@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vtr.masking import attention_guided_masks, blockwise_mask, make_mask, num_masked
+from vtr.objectives.masking import attention_guided_masks, blockwise_mask, make_mask, num_masked
 
 
 def gen(seed=0):

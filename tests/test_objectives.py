@@ -87,3 +87,37 @@ def test_weight_decay_spares_norms_biases_embeddings_and_tokens(tiny_demo_root):
     assert "model.text.model.embeddings.word_embeddings.weight" in spared
     assert "model.video.blocks.0.attn.qkv.weight" in decayed and "model.video_proj.weight" in decayed
     assert not any(n.startswith("snapshot.") for n in decayed | spared)  # the snapshot is not optimised
+
+
+def test_mvm_warm_up_trains_contrastive_only_and_gives_ddp_an_exact_zero_term(tiny_demo_root, monkeypatch):
+    """Before ``start_step`` no clip is masked; under DDP the head and the mask token still get a
+    (zero) gradient, which the reducer needs, and the loss is unchanged by it."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    import vtr.objectives.mvm as mvm
+    from test_training import tiny_overrides
+    from vtr.config import load_config
+    from vtr.modules.retrieval import VideoTextModule
+
+    root = Path(__file__).resolve().parents[1]
+    overrides = tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + ["model.mvm.start_step=5"]
+    cfg = load_config(root / "experiments/pretrain/demo.yaml", overrides)
+    module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True)).eval()  # no dropout: comparable forwards
+    torch.manual_seed(0)
+    video = torch.randn(3, 2, 3, 32, 32)
+    text = {"input_ids": torch.randint(5, 50, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long)}
+    batch = {"webvid": {"video": video, "text": text}}
+    alone, _, _ = module.compute_losses(batch)
+    assert set(alone) == {"contrastive"}
+    model = module.model
+    expected = contrastive_loss(model.embed_video(video)[0], model.embed_text(text)[0], model.scale)
+    assert torch.allclose(alone["contrastive"], expected)  # the unmasked clip
+    monkeypatch.setattr(mvm, "is_distributed", lambda: True)
+    losses, weights, _ = module.compute_losses(batch)
+    assert set(losses) == {"contrastive", "mvm"} and losses["mvm"].item() == 0.0
+    assert torch.equal(losses["contrastive"], alone["contrastive"])
+    sum(weights[k] * v for k, v in losses.items()).backward()
+    for param in [*module.mvm.head.parameters(), module.model.video.mask_token]:
+        assert param.grad is not None and not param.grad.any()

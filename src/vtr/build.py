@@ -85,7 +85,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
         )
     )
     if cfg.model.mvm.enabled or cfg.model.mascot.enabled:  # both use the snapshot's EMA settings
-        callbacks.append(SnapshotEMA(cfg.model.mvm.ema_momentum, cfg.model.mvm.ema_schedule))
+        mvm = cfg.model.mvm
+        callbacks.append(SnapshotEMA(mvm.ema_momentum, mvm.ema_schedule, mvm.ema_start_step))
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepBudgetProgressBar())
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)

@@ -62,7 +62,7 @@ class TextEncoderConfig:
 
 @dataclass
 class MVMConfig:
-    """MILES masked visual modeling (as published; what the paper leaves open are our defaults)."""
+    """MILES masked visual modeling (what the paper leaves open are our defaults)."""
 
     enabled: bool = False
     mask_type: str = "blockwise"  # random | tube | blockwise
@@ -74,12 +74,15 @@ class MVMConfig:
     loss: str = "mse"  # mse | smooth_l1 | cosine
     weight: float = 1.0
     start_step: int = 0
+    contrastive_view: str = "masked"  # masked | full (second, unmasked forward) | both (mean of the two losses)
+    ema_start_step: int = 0  # the snapshot is copied from the online encoder at this step, EMA-updated after it
 
 
 @dataclass
 class MascotConfig:
     """MASCOT, reconstructed from the paper's abstract. Its targets come
-    from the snapshot encoder, whose EMA settings are ``model.mvm.ema_momentum`` / ``ema_schedule``."""
+    from the snapshot encoder, whose EMA settings are ``model.mvm.ema_momentum`` / ``ema_schedule`` /
+    ``ema_start_step``."""
 
     enabled: bool = False
     masking: str = "attention"  # attention | random
@@ -94,6 +97,7 @@ class MascotConfig:
     dual_contrastive_weight: float = 1.0
     consistency: str = "sym_kl"  # sym_kl | none
     consistency_weight: float = 1.0
+    full_view: bool = False  # also the unmasked clip's contrastive loss, beside the two masked views
 
 
 @dataclass
@@ -197,6 +201,7 @@ _CHOICES = {
     "model.mvm.target": ("tokens", "joint"),
     "model.mvm.head": ("linear", "mlp"),
     "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
+    "model.mvm.contrastive_view": ("masked", "full", "both"),
     "model.mascot.masking": ("attention", "random"),
     "model.mascot.consistency": ("sym_kl", "none"),
     **{f"data.{key}": allowed for key, allowed in DATA_CHOICES.items()},

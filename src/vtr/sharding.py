@@ -30,6 +30,7 @@ from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, St
 from omegaconf import DictConfig
 from torch import nn
 
+from .checkpoints import remap_legacy_keys
 from .models.layers import DividedSpaceTimeBlock
 from .models.text_encoder import TextEncoder
 from .models.video_encoder import SpaceTimeViT
@@ -147,7 +148,9 @@ class FSDP2Strategy(ModelParallelStrategy):
         assert self.model is not None and self.lightning_module is not None
         strict = self.lightning_module.strict_loading
         checkpoint = torch.load(path, mmap=True, map_location="cpu", weights_only=bool(weights_only))
-        _load_raw_module_state(checkpoint.pop("state_dict"), self.model, strict=strict)
+        # the module's on_load_checkpoint (the key remap of older checkpoints) runs only after this
+        state = remap_legacy_keys(checkpoint.pop("state_dict"))
+        _load_raw_module_state(state, self.model, strict=strict)
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=strict)
         for optimizer, saved in zip(self.optimizers, checkpoint.get("optimizer_states", [])):
             names = self._param_names(optimizer)

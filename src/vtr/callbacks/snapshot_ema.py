@@ -6,6 +6,11 @@ the same on replicated (DDP) and sharded (FSDP2) parameters and every rank stays
 A step the module skipped (every clip unreadable, or a non-finite loss with
 ``nonfinite_loss=skip``) leaves the online encoder without gradients, so the optimizer leaves it
 as it was, and so does this callback: no EMA update either.
+
+With ``start_step`` (``model.mvm.ema_start_step``) > 0 the snapshot stays as it was until the
+optimizer step that reaches ``start_step``, is then copied from the online encoder, and follows
+it by EMA from the next step on: masked modeling that starts after a contrastive warm-up then
+regresses the features of an encoder that has learned something, not those of its initialisation.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ def ema_update(snapshot: nn.Module, online: nn.Module, momentum: float) -> None:
         s.lerp_(o.detach(), 1.0 - momentum)
 
 
+@torch.no_grad()
+def copy_weights(snapshot: nn.Module, online: nn.Module) -> None:
+    """Parameters and buffers in place (shard by shard when sharded, as ``ema_update``)."""
+    tensors = zip([*snapshot.parameters(), *snapshot.buffers()], [*online.parameters(), *online.buffers()], strict=True)
+    for s, o in tensors:
+        s.copy_(o.detach())
+
+
 def momentum_at(base: float, schedule: str, step: int, total: int) -> float:
     """Constant, or cosine from ``base`` at step 0 to 1.0 at the last step (BYOL's schedule)."""
     if schedule == "constant" or total <= 0:
@@ -31,9 +44,10 @@ def momentum_at(base: float, schedule: str, step: int, total: int) -> float:
 
 
 class SnapshotEMA(L.Callback):
-    def __init__(self, momentum: float, schedule: str = "constant") -> None:
+    def __init__(self, momentum: float, schedule: str = "constant", start_step: int = 0) -> None:
         self.momentum = momentum
         self.schedule = schedule
+        self.start_step = start_step
         self._last_step = 0
         self._has_grads = True
 
@@ -47,6 +61,11 @@ class SnapshotEMA(L.Callback):
         if trainer.global_step == self._last_step:  # accumulating: no optimizer step yet
             return
         self._last_step = trainer.global_step
+        if trainer.global_step < self.start_step:
+            return
+        if trainer.global_step == self.start_step:
+            copy_weights(pl_module.snapshot, pl_module.model.video)
+            return
         if not self._has_grads:  # a skipped step: the optimizer left the online encoder as it was
             return
         m = momentum_at(self.momentum, self.schedule, trainer.global_step, int(trainer.estimated_stepping_batches))

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _distributed() -> bool:
+def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
     """Rows of every rank concatenated in rank order, and the offset of this rank's rows."""
-    if not _distributed():
+    if not is_distributed():
         return x, 0
     size = torch.tensor([x.shape[0]], device=x.device)
     sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]

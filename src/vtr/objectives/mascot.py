@@ -1,7 +1,7 @@
 """MASCOT: informed semantics completion and dual-mask co-learning.
 
-A reconstruction from the paper's abstract (REFERENCE.md section 3), not from its code: every
-number is a config key under ``model.mascot``. The clip is masked twice, guided by the [CLS]
+A reconstruction from the paper's description, not from its code: every number is a config key
+under ``model.mascot``. The clip is masked twice, guided by the [CLS]
 attention of the unmasked clip: once hiding high-informed patches (the foreground the caption is
 about), once hiding low-informed ones (background).
 
@@ -19,8 +19,16 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from timm.layers import Mlp
 from torch import Tensor, nn
+
+from ..models import DualEncoder, TextEncoderOutput
+from ..models.video_encoder import SpaceTimeViT
+from .base import Objective, ObjectiveOutput
+from .masking import attention_guided_masks, random_mask
+from .mvm import masked_regression_loss
+from .snapshot import cls_cosine, regression_targets, snapshot_forward
 
 
 class CrossAttentionBlock(nn.Module):
@@ -86,3 +94,75 @@ def symmetric_kl(video_a: Tensor, video_b: Tensor, text: Tensor, scale: Tensor |
     kl_ab = F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")
     kl_ba = F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")
     return (kl_ab + kl_ba) / 2
+
+
+class Mascot(Objective):
+    """``model.mascot``: owns the completion decoder (``mascot.decoder.*``). Its targets are the
+    snapshot's, of the kind and with the loss that ``model.mvm.target`` / ``model.mvm.loss`` name."""
+
+    def __init__(self, cfg: DictConfig, target: str, loss: str, width: int, text_width: int, target_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.target = target
+        self.loss = loss
+        self.decoder = CompletionDecoder(
+            width, text_width, target_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.text_context
+        )
+
+    def _complete(
+        self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput
+    ) -> Tensor:
+        """Completion loss of one masked view, over the hidden positions flagged in ``counted``."""
+        queries, visible = split_by_mask(tokens, mask)
+        pred = self.decoder(queries, visible, text.tokens, text.attention_mask)
+        hidden_target, _ = split_by_mask(target, mask)
+        hidden_counted, _ = split_by_mask(counted.unsqueeze(-1), mask)
+        return masked_regression_loss(pred, hidden_target, hidden_counted.squeeze(-1), self.loss)
+
+    def forward(
+        self,
+        video: Tensor,
+        text: TextEncoderOutput,
+        encoder: DualEncoder,
+        snapshot: SpaceTimeViT,
+        generator: torch.Generator,
+        step: int,
+        measure: bool = False,
+    ) -> ObjectiveOutput:
+        """The high-informed masked view (``contrastive``), the low-informed one
+        (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, a
+        second forward with gradients), and the completion loss."""
+        m = self.cfg
+        b, t = video.shape[:2]
+        snap = snapshot_forward(snapshot, video, with_attention=m.masking == "attention")
+        target = regression_targets(snap, encoder, self.target)
+        if m.masking == "attention":
+            informed, high_mask, low_mask = attention_guided_masks(snap.cls_attn, m.rho, m.mask_ratio, generator)
+        else:  # ablation: two random masks, every patch counted as informed
+            grid = encoder.video.patch_embed.grid_size
+            high_mask, low_mask = (random_mask(b, t, grid, m.mask_ratio, generator).to(video.device) for _ in range(2))
+            informed = torch.ones_like(high_mask)
+        informed, high_mask, low_mask = informed.flatten(1), high_mask.flatten(1), low_mask.flatten(1)
+
+        emb_high, out_high = encoder.embed_video(video, mask=high_mask)
+        completion = [self._complete(out_high.tokens[:, 1:], high_mask, informed, target, text)]
+        views = {"contrastive": emb_high}
+        weights = {"contrastive": 1.0, "completion": m.completion_weight}
+        if m.dual_mask:
+            emb_low, out_low = encoder.embed_video(video, mask=low_mask)
+            views["dual_contrastive"] = emb_low
+            weights.update(dual_contrastive=m.dual_contrastive_weight, consistency=m.consistency_weight)
+            if m.reconstruct_low:  # ablation: also reconstruct the hidden background
+                completion.append(self._complete(out_low.tokens[:, 1:], low_mask, ~informed, target, text))
+        full_out = None
+        if m.full_view:
+            views["full_contrastive"], full_out = encoder.embed_video(video)
+            weights["full_contrastive"] = 1.0
+        metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
+        return ObjectiveOutput(views, {"completion": torch.stack(completion).mean()}, weights, metrics)
+
+    def pooled_losses(self, views: dict[str, Tensor], text: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
+        """The consistency of the two masked views' caption distributions, over the whole batch."""
+        if "dual_contrastive" in views and self.cfg.consistency == "sym_kl":
+            return {"consistency": symmetric_kl(views["contrastive"], views["dual_contrastive"], text, scale)}
+        return {}

@@ -3,14 +3,24 @@
 The online video encoder sees the masked clip; a prediction head maps its patch tokens to the
 targets, which the snapshot encoder (an EMA copy of the online one, no gradients) computes on
 the unmasked clip. Only masked positions count: visible patches are trivially predictable from
-themselves and would dilute the signal.
+themselves and would dilute the signal. The masked clip's embedding is also the view that the
+contrastive loss aligns with the caption.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from timm.layers import Mlp
 from torch import Tensor, nn
+
+from ..models import DualEncoder, TextEncoderOutput
+from ..models.video_encoder import SpaceTimeViT, VideoEncoderOutput
+from .base import Objective, ObjectiveOutput
+from .contrastive import is_distributed
+from .masking import make_mask
+from .snapshot import cls_cosine, regression_targets, snapshot_forward
 
 
 def build_head(kind: str, width: int, out_dim: int) -> nn.Module:
@@ -31,3 +41,63 @@ def masked_regression_loss(pred: Tensor, target: Tensor, mask: Tensor, kind: str
     else:
         raise ValueError(f"unknown regression loss {kind!r}")
     return per_patch.sum() / max(per_patch.numel(), 1)  # no masked patch: zero, not NaN
+
+
+class MaskedVisualModeling(Objective):
+    """``model.mvm``: owns the prediction head (``mvm.head.*``); masks from ``start_step`` on."""
+
+    def __init__(self, cfg: DictConfig, width: int, target_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.head = build_head(cfg.head, width, target_dim)
+
+    def masked_modeling(
+        self, video: Tensor, encoder: DualEncoder, snapshot: SpaceTimeViT, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, VideoEncoderOutput]:
+        """The masked clip's embedding, the regression loss at its masked patches, and the
+        snapshot's output on the unmasked clip."""
+        c = self.cfg
+        grid = encoder.video.patch_embed.grid_size
+        mask = make_mask(c.mask_type, video.shape[0], video.shape[1], grid, c.mask_ratio, generator)
+        mask = mask.to(video.device).flatten(1)
+        emb, out = encoder.embed_video(video, mask=mask)
+        pred = self.head(out.tokens[:, 1:])
+        snap = snapshot_forward(snapshot, video)
+        loss = masked_regression_loss(pred, regression_targets(snap, encoder, c.target), mask, c.loss)
+        return emb, loss, snap
+
+    def forward(
+        self,
+        video: Tensor,
+        text: TextEncoderOutput,
+        encoder: DualEncoder,
+        snapshot: SpaceTimeViT,
+        generator: torch.Generator,
+        step: int,
+        measure: bool = False,
+    ) -> ObjectiveOutput:
+        """Views by ``contrastive_view``: the masked clip (``contrastive``), the unmasked clip in a
+        second forward with gradients (``full_contrastive``), or both with half the weight each
+        (the mean of the two losses). Before ``start_step`` only the unmasked clip's view."""
+        c = self.cfg
+        if step < c.start_step:  # warm-up: contrastive only, on the unmasked clip
+            emb, out = encoder.embed_video(video)
+            losses = {}
+            if is_distributed():
+                # The head and the mask token get no gradient yet, which DDP refuses: an exact
+                # zero term gives them zero gradients instead.
+                unused = [*self.head.parameters(), encoder.video.mask_token]
+                losses["mvm"] = sum(p.sum() for p in unused) * 0.0
+            metrics = {}
+            if measure:
+                metrics["snapshot_cls_cos"] = cls_cosine(snapshot_forward(snapshot, video), encoder.video, video, out)
+            return ObjectiveOutput({"contrastive": emb}, losses, {"contrastive": 1.0, "mvm": c.weight}, metrics)
+        emb, loss, snap = self.masked_modeling(video, encoder, snapshot, generator)
+        views, full_out = {}, None
+        if c.contrastive_view != "full":
+            views["contrastive"] = emb
+        if c.contrastive_view != "masked":
+            views["full_contrastive"], full_out = encoder.embed_video(video)
+        weights = {**dict.fromkeys(views, 1.0 / len(views)), "mvm": c.weight}
+        metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
+        return ObjectiveOutput(views, {"mvm": loss}, weights, metrics)
