@@ -169,13 +169,11 @@ _local = threading.local()
 def write_rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
     """Write a frame's RGB pixels into ``out``, a (3, H, W) uint8 array.
 
-    swscale converts to planar GBR (the same values as packed RGB), so each channel is one plane
-    copied straight into the channels-first clip: no packed image to transpose afterwards. One
-    reformatter per thread keeps swscale's converter set up across frames and clips.
+    One reformatter per thread keeps swscale's converter set up across frames and clips
+    (``frame.to_ndarray`` builds one per frame, which can cost more than decoding the frame).
+    Packed ``rgb24`` it is: PyAV's planar ``gbrp`` output, which would skip the transpose, came
+    out wrong and different from call to call on some frame sizes (tested).
     """
     reformatter = getattr(_local, "reformatter", None) or VideoReformatter()
     _local.reformatter = reformatter
-    planes = reformatter.reformat(frame, format="gbrp").planes
-    for channel, plane in zip((1, 2, 0), planes):
-        rows = np.frombuffer(plane, np.uint8)[: plane.line_size * plane.height].reshape(plane.height, plane.line_size)
-        out[channel] = rows[:, : plane.width]
+    out[:] = reformatter.reformat(frame, format="rgb24").to_ndarray().transpose(2, 0, 1)

@@ -285,3 +285,26 @@ def test_test_transform_is_resize_centre_crop_and_normalises():
     wide = torch.zeros(1, 3, 100, 200, dtype=torch.uint8)
     wide[..., 40:160] = 255
     torch.testing.assert_close(transform(wide), expected.view(1, 3, 1, 1).expand(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("size", [(72, 110), (110, 72), (64, 48)])
+def test_frames_are_pyav_rgb24_of_the_decoded_frames_every_time(tmp_path, size):
+    """Pixel values (not only frame identity) against PyAV's own RGB conversion, on frame sizes
+    whose rows are padded in memory; read three times, as a planar fast path once varied between reads."""
+    width, height = size
+    path = tmp_path / f"{width}x{height}.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"bf": "2", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(25):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode())
+    with av.open(str(path)) as container:
+        reference = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    indices = sample_frame_indices(len(reference), 4, "uniform")
+    expected = torch.from_numpy(np.stack([reference[i] for i in indices])).permute(0, 3, 1, 2)
+    for _ in range(3):
+        assert torch.equal(read_video(path, 4, "uniform"), expected)
+        assert torch.equal(read_video_full_decode(path, 4, "uniform"), expected)
