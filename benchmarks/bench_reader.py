@@ -88,7 +88,7 @@ def main() -> None:
         if not small.exists():
             small.parent.mkdir(parents=True, exist_ok=True)
             transcode(raw, small, PREPROCESS)
-        group = groups.setdefault(f"keyint {spec.keyint}", {"raw": [], "preprocessed": []})
+        group = groups.setdefault(spec.group, {"raw": [], "preprocessed": []})
         group["raw"].append(raw)
         group["preprocessed"].append(small)
 
