@@ -102,8 +102,12 @@ def main() -> None:
     rows = []
     for name, group in groups.items():
         for num_frames in FRAMES:
-            rates = {r: clips_per_cpu_second(read, group["raw"], num_frames, args.repeats) for r, read in readers.items()}
-            rates["after, preprocessed"] = clips_per_cpu_second(readers["after"], group["preprocessed"], num_frames, args.repeats)
+            rates = {
+                r: clips_per_cpu_second(read, group["raw"], num_frames, args.repeats) for r, read in readers.items()
+            }
+            rates["after, preprocessed"] = clips_per_cpu_second(
+                readers["after"], group["preprocessed"], num_frames, args.repeats
+            )
             row = dict(clips=name, frames=num_frames, **{k: round(v, 1) for k, v in rates.items()})
             row["after / before"] = round(rates["after"] / rates["before"], 2)
             if decord is not None:

@@ -57,7 +57,9 @@ def bench_indexing(ckpt: Path, work: Path, clips: int) -> tuple[list[dict], floa
         start = time.perf_counter()
         report = build_index(folder, ckpt, out, batch_size=32, workers=workers, progress=False)
         seconds = time.perf_counter() - start
-        rows.append({"workers": workers, "clips": report.entries, "seconds": seconds, "clips_per_s": report.entries / seconds})
+        rows.append(
+            {"workers": workers, "clips": report.entries, "seconds": seconds, "clips_per_s": report.entries / seconds}
+        )
         size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
         per_1000 = size / report.entries * 1000
     return rows, per_1000
@@ -131,7 +133,9 @@ def main() -> None:
     print("query latency (one query, text embedding + scoring + top-10), median ms")
     print(f"{'entries':>9} {'exact':>9} {'faiss':>9} {'faiss build s':>14}")
     for r in queries:
-        print(f"{r['entries']:>9} {r['exact_ms']:>9.1f} {r.get('faiss_ms', float('nan')):>9.1f} {r.get('faiss_build_s', float('nan')):>14.2f}")
+        print(
+            f"{r['entries']:>9} {r['exact_ms']:>9.1f} {r.get('faiss_ms', float('nan')):>9.1f} {r.get('faiss_build_s', float('nan')):>14.2f}"
+        )
     result = {"indexing": indexing, "index_bytes_per_1000_clips": per_1000, "queries": queries, "dim": dim,
               "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform()}}  # fmt: skip
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

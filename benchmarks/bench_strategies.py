@@ -148,7 +148,9 @@ def run_strategy(args: argparse.Namespace, strategy: str) -> list[dict]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--strategy", strategy, "--worker-out", tmp]
         for key in ("model", "steps", "batch", "frames", "devices", "threads", "data_root"):
             cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         if done.returncode != 0:
             raise SystemExit(f"{strategy} failed:\n{done.stderr[-4000:]}")
         return [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(args.devices)]
@@ -197,7 +199,9 @@ def main() -> None:
         )
 
     header = f"{'strategy':<9}{'step s (median)':>17}{'max RSS MiB/rank':>22}{'params+grads+Adam MiB/rank':>30}"
-    print(f"model={args.model} batch={args.batch}/rank frames={args.frames} steps={args.steps} processes={args.devices}")
+    print(
+        f"model={args.model} batch={args.batch}/rank frames={args.frames} steps={args.steps} processes={args.devices}"
+    )
     print(header)
     for row in rows:
         rss = "/".join(f"{v:.0f}" for v in row["max_rss_mib_per_rank"])

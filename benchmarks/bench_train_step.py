@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import torch
+from model_sizes import vit_b_distilbert  # benchmarks/model_sizes.py
 from omegaconf import OmegaConf
 
 from vtr.callbacks.snapshot_ema import ema_update
 from vtr.config import load_config
 from vtr.models.layers import SpaceTimeAttention
 from vtr.modules.retrieval import VideoTextModule
-
-from model_sizes import vit_b_distilbert  # benchmarks/model_sizes.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +42,8 @@ OBJECTIVES = {
 
 def make_module(overrides: list[str], objective: str, fused: bool, tokenizer: Path, device: str) -> VideoTextModule:
     cfg = load_config(
-        ROOT / "experiments/pretrain/demo.yaml", [f"model.text.name_or_path={tokenizer}", *OBJECTIVES[objective], *overrides]
+        ROOT / "experiments/pretrain/demo.yaml",
+        [f"model.text.name_or_path={tokenizer}", *OBJECTIVES[objective], *overrides],
     )
     module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True)).to(device)
     for layer in module.modules():
@@ -91,7 +91,9 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    print(f"| model | objective | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})")
+    print(
+        f"| model | objective | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})"
+    )
     print("|---|---|---|---|---|")
     for name, overrides in MODELS.items():
         for objective in OBJECTIVES if name.startswith("demo") else list(OBJECTIVES)[:2]:
@@ -102,9 +104,19 @@ def main() -> None:
                 row = {"model": name, "objective": objective, "attention": "sdpa" if fused else "explicit",
                        "seconds_per_step": seconds, "clips_per_second": args.batch / seconds}  # fmt: skip
                 rows.append(row)
-                print(f"| {name} | {objective} | {row['attention']} | {seconds:.3f} | {row['clips_per_second']:.2f} |", flush=True)
+                print(
+                    f"| {name} | {objective} | {row['attention']} | {seconds:.3f} | {row['clips_per_second']:.2f} |",
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"batch": args.batch, "frames": args.frames, "device": args.device, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "torch": torch.__version__}
+    meta = {
+        "batch": args.batch,
+        "frames": args.frames,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 

@@ -103,8 +103,12 @@ def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 
 
 def _sample(
-    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream, num_frames: int,
-    mode: str, rng: random.Random | None,
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    num_frames: int,
+    mode: str,
+    rng: random.Random | None,
 ) -> tuple[int, list[int]]:
     total = _frame_count(container, stream)
     if total < 1:

@@ -36,7 +36,11 @@ def main() -> None:
     for name in RETRIEVAL + ACTION:
         recipe = ROOT / "experiments/finetune" / f"{name}.yaml"
         zero = run_one("evaluate", recipe, args.seed, f"transfer_{name}_zeroshot", extra)[name]
-        tuned = run_one("finetune", recipe, args.seed, f"transfer_{name}_finetuned", extra)[name] if name in RETRIEVAL else None
+        tuned = (
+            run_one("finetune", recipe, args.seed, f"transfer_{name}_finetuned", extra)[name]
+            if name in RETRIEVAL
+            else None
+        )
         rows.append({"dataset": name, "zero_shot": zero, "fine_tuned": tuned})
 
     print("\n| dataset | test videos | zero-shot R@1 | R@5 | R@10 | fine-tuned R@1 | R@5 | R@10 | eval s |")

@@ -25,7 +25,6 @@ class ClipSpec:
     keyint: int  # frames between keyframes (x264 default 250)
     group: str = ""  # rows of the benchmark table
 
-
     @property
     def name(self) -> str:
         return f"{self.width}x{self.height}_{self.fps}fps_{self.seconds}s_keyint{self.keyint}"

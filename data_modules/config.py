@@ -8,7 +8,6 @@ checked by OmegaConf against it (unknown keys and wrong types are rejected); ``D
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -20,8 +19,8 @@ class DataConfig:
     val: list[str] = field(default_factory=lambda: ["webvid", "msrvtt"])  # the first selects checkpoints
     test: list[str] = field(default_factory=lambda: ["msrvtt"])
     num_frames: int = 4  # frames per video clip; images are always 1-frame clips
-    eval_num_frames: Optional[int] = None  # defaults to num_frames
-    input_res: Optional[int] = None  # defaults to model.video.img_size
+    eval_num_frames: int | None = None  # defaults to num_frames
+    input_res: int | None = None  # defaults to model.video.img_size
     hflip: bool = True  # training augmentation; off where captions say left/right
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area range
     batch_size: int = 32  # per device and per training dataset
@@ -30,14 +29,14 @@ class DataConfig:
     max_text_length: int = 32
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all
-    video_dir: Optional[str] = None  # searched first for videos; absolute or relative to {root}/{name}
+    video_dir: str | None = None  # searched first for videos; absolute or relative to {root}/{name}
     # Readers that list a split's videos: up to this fraction may be missing (logged, then skipped
     # and counted like unreadable ones); more is an error, most likely a wrong folder
     max_missing_videos: float = 0.1
     action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
     prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
-    max_train_samples: Optional[int] = None  # subsets, for smoke tests
-    max_eval_samples: Optional[int] = None
+    max_train_samples: int | None = None  # subsets, for smoke tests
+    max_eval_samples: int | None = None
 
 
 DATA_CHOICES: dict[str, tuple[str, ...]] = {

@@ -44,9 +44,7 @@ SEEK_MIN_SKIP = 8
 Window = tuple[float, float]
 
 
-def sample_frame_indices(
-    num_total: int, num_frames: int, mode: str, rng: random.Random | None = None
-) -> list[int]:
+def sample_frame_indices(num_total: int, num_frames: int, mode: str, rng: random.Random | None = None) -> list[int]:
     """Pick ``num_frames`` sorted indices from ``[0, num_total)``, one in each of equal segments.
 
     ``rand`` draws a random frame in each segment (training, a different clip every epoch);
@@ -242,6 +240,7 @@ def read_video_full_decode(
     if clip is None or slot < len(wanted):
         raise MediaError(path, f"stream ended after {count} of {total} frames")
     return _in_order(clip, wanted, indices)
+
 
 def read_image(path: str | Path) -> torch.Tensor:
     """An image as a 1-frame uint8 clip (1, C, H, W), RGB."""

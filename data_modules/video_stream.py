@@ -151,7 +151,9 @@ class Decoder:
     def frames(self) -> Iterator[av.VideoFrame]:
         """Frames from the current position (the start, or the last seek) in presentation order."""
         for packet in self.video.container.demux(self.video.stream):
-            skip = self.can_skip and self.full_from is not None and packet.pts is not None and packet.pts < self.full_from
+            skip = (
+                self.can_skip and self.full_from is not None and packet.pts is not None and packet.pts < self.full_from
+            )
             if skip != self._skipping:
                 self.context.skip_frame = "NONREF" if skip else "DEFAULT"
                 self._skipping = skip

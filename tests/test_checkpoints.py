@@ -264,7 +264,7 @@ def test_own_checkpoint_holds_only_plain_objects_and_loads_as_trained(own_checkp
     assert loaded.model_config["video"]["width"] == 32 and loaded.tokenizer == model_cfg["text"]["name_or_path"]
     # The reference: a DualEncoder of the run's config given the checkpoint's model.* tensors by hand.
     ref = DualEncoder(load_config(None, [f"model.{k}={v}" for k, v in _flat(model_cfg)]).model)
-    ref.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    ref.load_state_dict({k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
     video, text = _inputs()[1][:, :, :, :32, :32], _text(AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer"))
     with torch.no_grad():
         assert torch.equal(loaded.model.embed_video(video)[0], ref.eval().embed_video(video)[0])

@@ -265,10 +265,13 @@ def test_data_module_subsets_and_unknown_names(tiny_demo_root):
     assert val_loader.persistent_workers
     assert next(iter(val_loader))["video_id"] == [r.video_id for r in dm.val_sets["msrvtt"].records]  # via a worker
     small = RetrievalDataModule(
-        DataConfig(root=str(tiny_demo_root), input_res=32, train=["webvid"], val=[], max_train_samples=1, batch_size=2), tokenizer
+        DataConfig(root=str(tiny_demo_root), input_res=32, train=["webvid"], val=[], max_train_samples=1, batch_size=2),
+        tokenizer,
     )
     small.setup("fit")
     with pytest.raises(ValueError, match="webvid has 1 items, fewer than data.batch_size=2"):
         small.train_dataloader()
     with pytest.raises(ValueError, match="unknown dataset 'kinetics'"):
-        RetrievalDataModule(DataConfig(root=str(tiny_demo_root), input_res=32, train=["kinetics"]), tokenizer).setup("fit")
+        RetrievalDataModule(DataConfig(root=str(tiny_demo_root), input_res=32, train=["kinetics"]), tokenizer).setup(
+            "fit"
+        )

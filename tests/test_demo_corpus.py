@@ -99,7 +99,9 @@ def assert_motion(frames: list[np.ndarray], motion: str, what: str) -> None:
         low, high = (0.6, 1.6) if motion == "rotate" else (0.85, 1.15)
         assert np.abs(shift).max() < 2.5 and low < area < high, f"{what}: {motion} but shift {shift}, area {area:.2f}"
         overlap = min(iou(masks[0], m) for m in masks)
-        assert (overlap < 0.85) if motion == "rotate" else (overlap > 0.85), f"{what}: {motion} but min IoU {overlap:.2f}"
+        assert (overlap < 0.85) if motion == "rotate" else (overlap > 0.85), (
+            f"{what}: {motion} but min IoU {overlap:.2f}"
+        )
 
 
 def assert_colour(frame: np.ndarray, colour: str, what: str) -> None:
@@ -176,7 +178,10 @@ def test_webvid_metadata(tiny_demo_root: Path) -> None:
 
 def test_cc3m_lists_and_images(tiny_demo_root: Path) -> None:
     cc3m = tiny_demo_root / "cc3m"
-    for split, folder, tsv in (("train", "training", "Train_GCC-training.tsv"), ("val", "validation", "Validation_GCC-1.1.0-Validation.tsv")):
+    for split, folder, tsv in (
+        ("train", "training", "Train_GCC-training.tsv"),
+        ("val", "validation", "Validation_GCC-1.1.0-Validation.tsv"),
+    ):
         rows = read_csv(cc3m / f"cc3m_{split}.csv", ["caption", "path"])
         pairs = [line.split("\t") for line in (cc3m / tsv).read_text().splitlines()]
         assert [len(p) for p in pairs] == [2] * len(rows)
@@ -325,7 +330,9 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) ->
     assert [k for k in one if k not in videos and one[k] != two[k]] == []
     for name in videos:
         frames_one, frames_two = decoded_frames(root_one / name), decoded_frames(root_two / name)
-        assert len(frames_one) == len(frames_two) > 0 and all(np.array_equal(a, b) for a, b in zip(frames_one, frames_two)), name
+        assert len(frames_one) == len(frames_two) > 0 and all(
+            np.array_equal(a, b) for a, b in zip(frames_one, frames_two)
+        ), name
     other = file_bytes(generate_demo_corpus(tmp_path / "b", seed=4, sizes=MINIMAL, workers=1, progress=False))
     assert json.loads(other["DONE"])["seed"] == 4
     for name in ("webvid/metadata/results_2M_train.csv", "msrvtt/MSRVTT_data.json", "activitynet/train.json"):
@@ -336,7 +343,10 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) ->
 def test_rerun_of_a_complete_corpus_is_a_no_op(tiny_demo_root: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in tiny_demo_root.rglob("*")}
     start = time.perf_counter()
-    assert generate_demo_corpus(tiny_demo_root, seed=0, sizes=DemoSizes.tiny(), workers=1, progress=False) == tiny_demo_root
+    assert (
+        generate_demo_corpus(tiny_demo_root, seed=0, sizes=DemoSizes.tiny(), workers=1, progress=False)
+        == tiny_demo_root
+    )
     assert time.perf_counter() - start < 1.0
     assert {p: p.stat().st_mtime_ns for p in tiny_demo_root.rglob("*")} == before
     done = json.loads((tiny_demo_root / "DONE").read_text())
@@ -362,7 +372,10 @@ def test_an_interrupted_run_resumes_and_completes(tmp_path: Path) -> None:
 def test_sizes_match_the_request(tiny_demo_root: Path) -> None:
     sizes = DemoSizes.tiny()
     assert len(list((tiny_demo_root / "cc3m/training").iterdir())) == sizes.cc3m_train
-    assert len(list((tiny_demo_root / "msrvtt/videos/all").iterdir())) == sizes.msrvtt_train + sizes.msrvtt_val + sizes.msrvtt_test
+    assert (
+        len(list((tiny_demo_root / "msrvtt/videos/all").iterdir()))
+        == sizes.msrvtt_train + sizes.msrvtt_val + sizes.msrvtt_test
+    )
     assert len(list((tiny_demo_root / "ucf101/UCF-101/MoveLeft").iterdir())) == sizes.action_per_class
     assert not list(tiny_demo_root.rglob("*.part")) and not (tiny_demo_root / ".partial.json").exists()
 

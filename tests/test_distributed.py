@@ -1,8 +1,8 @@
 """Two CPU processes (gloo): the cross-rank contrastive loss equals the single-process one."""
 
 import os
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,7 +117,12 @@ def test_two_process_ddp_training_runs(recipe, extra, tiny_demo_root, tmp_path):
 
     from helpers.runs import tiny_overrides
 
-    args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["trainer.devices=2", "trainer.strategy=ddp", "data.test=[]", *extra]
+    args = tiny_overrides(tiny_demo_root, tmp_path, steps=2) + [
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "data.test=[]",
+        *extra,
+    ]
     cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", f"experiments/pretrain/{recipe}", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]

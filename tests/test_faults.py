@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import scalars, tiny_overrides
 
 from data_modules.config import DataConfig
 from data_modules.dataset import Collator
@@ -26,8 +27,6 @@ from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.checkpoint_io import AtomicCheckpointIO
 from vtr.config import load_config, resolve_run_dir
 from vtr.modules.retrieval import VideoTextModule
-
-from helpers.runs import scalars, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments/pretrain/demo.yaml"
@@ -315,7 +314,10 @@ def test_under_ddp_every_rank_takes_the_nonfinite_decision_of_one(policy, tiny_d
     script = tmp_path / "nan_on_rank1.py"
     script.write_text(_DDP_SCRIPT.format(demo=str(DEMO)))
     cmd = [sys.executable, str(script), str(tiny_demo_root), str(tmp_path / "out"), policy]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
+    }
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     if policy == "stop":
         assert done.returncode != 0 and "non-finite training loss at step 1 (batch 0) on 1 of 2 ranks" in done.stderr

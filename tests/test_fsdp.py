@@ -146,7 +146,11 @@ def test_fsdp2_matches_ddp_with_miles_snapshot_and_checkpoints_cross_read(tiny_d
         # so elements may differ by a fraction of lr (measured: at most 1e-6 of a 1e-3 bias).
         assert torch.allclose(fsdp_state[key], value, atol=1e-5), key
     # The EMA ran: the snapshot trails the online encoder (and equals DDP's snapshot, above).
-    assert any(not torch.equal(v, fsdp_state["snapshot." + k[12:]]) for k, v in fsdp_state.items() if k.startswith("model.video."))
+    assert any(
+        not torch.equal(v, fsdp_state["snapshot." + k[12:]])
+        for k, v in fsdp_state.items()
+        if k.startswith("model.video.")
+    )
     ddp_opt, fsdp_opt = ddp_ckpt["optimizer_states"][0], fsdp_ckpt["optimizer_states"][0]
     assert [g["params"] for g in ddp_opt["param_groups"]] == [g["params"] for g in fsdp_opt["param_groups"]]
     assert ddp_opt["state"].keys() == fsdp_opt["state"].keys()

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 from vtr.config import ConfigError, load_config
-from vtr.objectives.masking import attention_guided_masks
 from vtr.modules.retrieval import VideoTextModule
 from vtr.objectives.mascot import CompletionDecoder, split_by_mask, symmetric_kl
+from vtr.objectives.masking import attention_guided_masks
 from vtr.objectives.mvm import masked_regression_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,9 @@ def test_completion_loss_counts_only_hidden_high_informed_patches():
     torch.manual_seed(0)
     b, t, n, d = 2, 2, 16, 8
     attn = torch.rand(b, t, n)
-    informed, high_mask, _ = attention_guided_masks(attn, rho=0.5, ratio=0.25, generator=torch.Generator().manual_seed(0))
+    informed, high_mask, _ = attention_guided_masks(
+        attn, rho=0.5, ratio=0.25, generator=torch.Generator().manual_seed(0)
+    )
     informed, mask = informed.flatten(1), high_mask.flatten(1)
     target = torch.randn(b, t * n, d)
     # The decoder predicts at hidden positions only; corrupting any other position is a no-op.
@@ -43,12 +45,16 @@ def test_decoder_output_depends_on_the_caption_tokens_only_with_text_context():
     text_a, text_b = torch.randn(2, 4, 12), torch.randn(2, 4, 12)
     text_mask = torch.ones(2, 4, dtype=torch.long)
     with_text = CompletionDecoder(16, 12, 8, depth=1, heads=2, text_context=True)
-    assert not torch.allclose(with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_b, text_mask))
+    assert not torch.allclose(
+        with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_b, text_mask)
+    )
     # Padding tokens are not attended to.
     text_mask[:, -1] = 0
     text_c = text_a.clone()
     text_c[:, -1] += 10
-    assert torch.allclose(with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_c, text_mask), atol=1e-6)
+    assert torch.allclose(
+        with_text(queries, visible, text_a, text_mask), with_text(queries, visible, text_c, text_mask), atol=1e-6
+    )
     without = CompletionDecoder(16, 12, 8, depth=1, heads=2, text_context=False)
     assert torch.equal(without(queries, visible, text_a, text_mask), without(queries, visible, text_b, text_mask))
 
@@ -64,7 +70,10 @@ def test_symmetric_kl_is_zero_for_equal_views_and_symmetric():
 def _module(tiny_demo_root, *overrides):
     from helpers.runs import tiny_overrides
 
-    cfg = load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + list(overrides))
+    cfg = load_config(
+        ROOT / "experiments/finetune/msrvtt_mascot.yaml",
+        tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + list(overrides),
+    )
     return VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
 
 

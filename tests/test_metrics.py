@@ -124,8 +124,7 @@ def test_constant_matrix_scores_chance_when_averaging_and_perfect_when_optimisti
     n = 20
     sim, rel = torch.zeros(n, n), torch.eye(n, dtype=torch.bool)
     chance = retrieval_metrics(sim, rel)
-    _assert_close(chance, {"R1": 100 / n, "R5": 500 / n, "R10": 1000 / n,
-                           "MedR": (n + 1) / 2, "MeanR": (n + 1) / 2})
+    _assert_close(chance, {"R1": 100 / n, "R5": 500 / n, "R10": 1000 / n, "MedR": (n + 1) / 2, "MeanR": (n + 1) / 2})
     perfect = retrieval_metrics(sim, rel, tie_break="optimistic")
     _assert_close(perfect, {"R1": 100.0, "R5": 100.0, "R10": 100.0, "MedR": 1.0, "MeanR": 1.0})
 
@@ -202,8 +201,7 @@ def test_dual_softmax_hand_checked() -> None:
     sim = torch.tensor([[0.9, 0.2], [0.3, 0.8]], dtype=torch.float64)
     # Softmax over queries (dim 0) at temperature 10: column 0 over (9, 3), column 1 over (2, 8).
     want = torch.tensor(
-        [[0.9 / (1 + math.exp(-6)), 0.2 / (1 + math.exp(6))],
-         [0.3 / (1 + math.exp(6)), 0.8 / (1 + math.exp(-6))]],
+        [[0.9 / (1 + math.exp(-6)), 0.2 / (1 + math.exp(6))], [0.3 / (1 + math.exp(6)), 0.8 / (1 + math.exp(-6))]],
         dtype=torch.float64,
     )
     torch.testing.assert_close(dual_softmax(sim, temperature=10.0), want)

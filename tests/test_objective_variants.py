@@ -9,8 +9,8 @@ import lightning as L
 import pytest
 import torch
 from omegaconf import OmegaConf
-
 from test_training import scalars, tiny_overrides
+
 from vtr.build import build_datamodule, build_module, build_trainer
 from vtr.config import load_config
 from vtr.modules.retrieval import VideoTextModule

@@ -68,9 +68,9 @@ def test_learning_rate_schedule_warms_up_then_follows_a_cosine():
 def test_weight_decay_spares_norms_biases_embeddings_and_tokens(tiny_demo_root):
     from pathlib import Path
 
+    from helpers.runs import tiny_overrides
     from omegaconf import OmegaConf
 
-    from helpers.runs import tiny_overrides
     from vtr.config import load_config
     from vtr.modules.retrieval import VideoTextModule
 
@@ -83,7 +83,12 @@ def test_weight_decay_spares_norms_biases_embeddings_and_tokens(tiny_demo_root):
     decayed = {names[id(p)] for p in groups[0]["params"]}
     spared = {names[id(p)] for p in groups[1]["params"]}
     assert groups[0]["weight_decay"] == cfg.optim.weight_decay and groups[1]["weight_decay"] == 0
-    assert {"model.video.pos_embed", "model.video.cls_token", "model.video.temporal_embed", "model.video.norm.weight"} <= spared
+    assert {
+        "model.video.pos_embed",
+        "model.video.cls_token",
+        "model.video.temporal_embed",
+        "model.video.norm.weight",
+    } <= spared
     assert "model.text.model.embeddings.word_embeddings.weight" in spared
     assert "model.video.blocks.0.attn.qkv.weight" in decayed and "model.video_proj.weight" in decayed
     assert not any(n.startswith("snapshot.") for n in decayed | spared)  # the snapshot is not optimised
@@ -95,9 +100,9 @@ def test_mvm_warm_up_trains_contrastive_only_and_gives_ddp_an_exact_zero_term(ti
     from pathlib import Path
 
     from omegaconf import OmegaConf
+    from test_training import tiny_overrides
 
     import vtr.objectives.mvm as mvm
-    from test_training import tiny_overrides
     from vtr.config import load_config
     from vtr.modules.retrieval import VideoTextModule
 

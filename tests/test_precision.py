@@ -44,7 +44,9 @@ def test_contrastive_loss_is_fp32_under_bf16_autocast() -> None:
     v, t = video.double(), text.double()
     logits = 20.0 * v @ t.T
     labels = torch.arange(16)
-    reference = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+    reference = (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = contrastive_loss(video, text, 20.0)
     assert loss.dtype == torch.float32

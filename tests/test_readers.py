@@ -174,10 +174,14 @@ def test_didemo_reader(didemo):
     train = READERS["didemo"](didemo, "train", DataConfig())
     assert [r.video_id for r in train] == [STEM_A, STEM_B, "1_2_3"]
     assert [r.captions for r in train] == [
-        ["a girl runs she falls down she gets up"], ["camera pans left"], ["a dog barks"]
+        ["a girl runs she falls down she gets up"],
+        ["camera pans left"],
+        ["a dog barks"],
     ]  # descriptions joined in file order
     assert [r.path.relative_to(didemo).as_posix() for r in train] == [
-        f"videos/{STEM_A}.mov", f"videos/{STEM_B}.mp4", "1_2_3.3gp"
+        f"videos/{STEM_A}.mov",
+        f"videos/{STEM_B}.mp4",
+        "1_2_3.3gp",
     ]
     assert [r.video_id for r in READERS["didemo"](didemo, "test", DataConfig())] == [STEM_B]
     with pytest.raises(DatasetFileNotFoundError, match=str(didemo / "val_data.json")):
@@ -210,7 +214,8 @@ def test_hmdb51_reader(hmdb51):
     assert [r.video_id for r in test] == ["Blonde_being_brushed_brush_hair_f_nm_np2_ri_med_0",
                                           "shoot_ball_1_shoot_ball_f_cm_np1_ba_med_0"]  # fmt: skip
     assert [(r.captions, r.caption_ids) for r in test] == [
-        (["a person brush hair"], ["brush_hair"]), (["a person shoot ball"], ["shoot_ball"])
+        (["a person brush hair"], ["brush_hair"]),
+        (["a person shoot ball"], ["shoot_ball"]),
     ]
     assert test[1].path == hmdb51 / "shoot_ball/shoot_ball_1_shoot_ball_f_cm_np1_ba_med_0.avi"
     train = READERS["hmdb51"](hmdb51, "train", DataConfig(prompt_template="a video of {}"))

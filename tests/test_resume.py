@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from helpers.runs import tiny_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from data_modules.resumable import ResumableLoader, ResumableSampler
 from vtr.build import run
@@ -17,7 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _train(data_root: Path, out: Path, steps: int, extra: list[str]) -> tuple[dict[int, float], Path]:
     """``train/loss`` by step of a MILES demo pre-training run, and its last.ckpt."""
-    overrides = tiny_overrides(data_root, out, steps=steps) + ["seed=7", "data.val=[]", "data.test=[]", "data.batch_size=2"]
+    overrides = tiny_overrides(data_root, out, steps=steps) + [
+        "seed=7",
+        "data.val=[]",
+        "data.test=[]",
+        "data.batch_size=2",
+    ]
     overrides += ["model.video.depth=2", "model.video.drop_path_rate=0.2"]  # draws from the global torch RNG
     cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides + extra)
     run(cfg)
@@ -41,10 +46,11 @@ def test_resumed_run_gives_the_losses_of_an_uninterrupted_one(tiny_demo_root, tm
     first, ckpt = _train(tiny_demo_root, tmp_path / "first", 20, extra)
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 20
     resumed, _ = _train(tiny_demo_root, tmp_path / "resumed", 40, [*extra, f"resume={ckpt}"])
-    assert sorted(full) == list(range(40)) and sorted(first) == list(range(20)) and sorted(resumed) == list(range(20, 40))
+    assert (
+        sorted(full) == list(range(40)) and sorted(first) == list(range(20)) and sorted(resumed) == list(range(20, 40))
+    )
     assert [first[s] for s in range(20)] == pytest.approx([full[s] for s in range(20)], rel=1e-4)
     assert [resumed[s] for s in range(20, 40)] == pytest.approx([full[s] for s in range(20, 40)], rel=1e-4)
-
 
 
 class _Keys(torch.utils.data.Dataset):

@@ -52,16 +52,26 @@ def model(ckpt: Path):
 def reference_video_embedding(model, path: Path, window=None) -> np.ndarray:
     """The evaluation's pipeline, written out: uniform frames, test transform, video tower, in float64."""
     cfg = model.model_config["video"]
-    frames = read_image(path) if path.suffix in IMAGE_SUFFIXES else read_video(path, cfg["num_frames"], "uniform", window=window)
+    frames = (
+        read_image(path)
+        if path.suffix in IMAGE_SUFFIXES
+        else read_video(path, cfg["num_frames"], "uniform", window=window)
+    )
     with torch.no_grad():
         emb = model.model.embed_video(build_transform(cfg["img_size"], train=False)(frames)[None])[0]
     return emb[0].double().numpy()
 
 
 def reference_text_embedding(model, captions: list[str]) -> np.ndarray:
-    tokens = AutoTokenizer.from_pretrained(model.tokenizer)(captions, padding="longest", truncation=True, max_length=32, return_tensors="pt")
+    tokens = AutoTokenizer.from_pretrained(model.tokenizer)(
+        captions, padding="longest", truncation=True, max_length=32, return_tensors="pt"
+    )
     with torch.no_grad():
-        return model.model.embed_text({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]})[0].double().numpy()
+        return (
+            model.model.embed_text({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]})[0]
+            .double()
+            .numpy()
+        )
 
 
 def media_folder(tiny_demo_root: Path, dest: Path) -> tuple[Path, dict[str, str]]:
@@ -264,7 +274,19 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
     query = next(iter(captions.values()))
-    cmd = [sys.executable, "-m", "vtr", "search", str(tmp_path / "index"), query, "-k", "3", "--json", "--html", str(tmp_path / "r.html")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vtr",
+        "search",
+        str(tmp_path / "index"),
+        query,
+        "-k",
+        "3",
+        "--json",
+        "--html",
+        str(tmp_path / "r.html"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     hits = json.loads(done.stdout)  # stdout is the JSON and nothing else
     expected = SearchIndex(tmp_path / "index").search([query], k=3)[0]
@@ -276,7 +298,18 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     assert len(page.images) == thumbs and all(src.startswith("data:image/jpeg;base64,") for src in page.images)
     assert page.headings == 1
     (tmp_path / "q.txt").write_text("\n".join(list(captions.values())[:2]) + "\n\n")
-    cmd = [sys.executable, "-m", "vtr", "search", str(tmp_path / "index"), "--queries", str(tmp_path / "q.txt"), "-k", "2", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vtr",
+        "search",
+        str(tmp_path / "index"),
+        "--queries",
+        str(tmp_path / "q.txt"),
+        "-k",
+        "2",
+        "--json",
+    ]
     lists = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout)
     assert len(lists) == 2 and all(len(hits) == 2 for hits in lists)
     chromium = shutil.which("chromium")

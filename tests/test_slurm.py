@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from helpers.slurm_cluster import SlurmCluster, install, why_not_startable
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 200
@@ -91,7 +90,11 @@ def _wait(what: str, predicate, timeout: float, cluster: SlurmCluster, job: str,
         time.sleep(1)
     text = log.read_text(errors="replace") if log.is_file() else "(no job output)"
     text = "\n".join(line for line in text.splitlines() if not re.search(r"It is recommended to use|socket.cpp", line))
-    state = {k: v for k, v in cluster.job(job).items() if k in ("JobId", "JobState", "Reason", "Restarts", "ExitCode", "RunTime")}
+    state = {
+        k: v
+        for k, v in cluster.job(job).items()
+        if k in ("JobId", "JobState", "Reason", "Restarts", "ExitCode", "RunTime")
+    }
     pytest.fail(f"timed out / job ended waiting for {what}: {state}\n--- job output\n{text[-6000:]}\n{cluster.logs()}")
 
 

@@ -33,7 +33,9 @@ def test_step_time_wait_and_clips_per_second() -> None:
         callback.on_train_batch_end(trainer, module, None, batch, step)
     # the first step has no previous end to measure its wait from: not logged
     assert len(module.logged["perf/step_time"]) == 3
-    for step_time, wait, rate in zip(*(module.logged[f"perf/{k}"] for k in ("step_time", "data_wait", "clips_per_sec"))):
+    for step_time, wait, rate in zip(
+        *(module.logged[f"perf/{k}"] for k in ("step_time", "data_wait", "clips_per_sec"))
+    ):
         assert step_time == pytest.approx(0.10, abs=0.03)
         assert wait == pytest.approx(0.6, abs=0.15)
         assert rate == pytest.approx(16 / step_time, rel=1e-9)

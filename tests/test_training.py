@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import custom_scalars_layout, scalars, tiny_overrides
 
 from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.callbacks.snapshot_ema import SnapshotEMA
 from vtr.config import load_config, resolve_run_dir
-
-from helpers.runs import custom_scalars_layout, scalars, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(ROOT.glob("experiments/**/*.yaml"))
@@ -23,7 +22,14 @@ def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, t
     results = run(cfg)
     run_dir = resolve_run_dir(cfg).parent / "version_0"
     logged = scalars(run_dir)
-    for tag in ("train/loss", "train/loss_contrastive", "train/loss_mvm", "train/ema_momentum", "val/msrvtt/t2v_R1", "val/webvid/v2t_MedR"):
+    for tag in (
+        "train/loss",
+        "train/loss_contrastive",
+        "train/loss_mvm",
+        "train/ema_momentum",
+        "val/msrvtt/t2v_R1",
+        "val/webvid/v2t_MedR",
+    ):
         assert tag in logged, tag
     assert len(logged["train/loss"]) == 3
     assert (run_dir / "checkpoints/last.ckpt").is_file() and (run_dir / "checkpoints/best.ckpt").is_file()
@@ -39,7 +45,9 @@ def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, t
     # the custom-scalars layout: every chart's tag pattern matches scalars the run logged
     layout = custom_scalars_layout(run_dir)
     charts = {chart.title: chart for category in layout.category for chart in category.chart}
-    assert {"loss terms", "val msrvtt t2v R@1/5/10", "val webvid v2t R@1/5/10", "test msrvtt v2t R@1/5/10"} <= set(charts)
+    assert {"loss terms", "val msrvtt t2v R@1/5/10", "val webvid v2t R@1/5/10", "test msrvtt v2t R@1/5/10"} <= set(
+        charts
+    )
     losses = [t for t in logged if any(re.match(p, t) for p in charts["loss terms"].multiline.tag)]
     assert set(losses) == {"train/loss", "train/loss_contrastive", "train/loss_mvm"}
     for title in ("val msrvtt t2v R@1/5/10", "val webvid v2t R@1/5/10", "test msrvtt v2t R@1/5/10"):
@@ -51,7 +59,8 @@ def test_miles_pretraining_logs_losses_metrics_and_checkpoints(tiny_demo_root, t
 def test_snapshot_is_the_ema_of_the_online_encoder_and_gets_no_gradient(tiny_demo_root, tmp_path):
     cfg = load_config(
         ROOT / "experiments/pretrain/demo.yaml",
-        tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["model.mvm.ema_momentum=0.9", "data.val=[]", "data.test=[]"],
+        tiny_overrides(tiny_demo_root, tmp_path, steps=1)
+        + ["model.mvm.ema_momentum=0.9", "data.val=[]", "data.test=[]"],
     )
     module = build_module(cfg)
     # Make the snapshot differ from the online encoder so the average is visible.
@@ -70,7 +79,9 @@ def test_snapshot_is_the_ema_of_the_online_encoder_and_gets_no_gradient(tiny_dem
 
 
 def test_resuming_restores_the_snapshot_exactly(tiny_demo_root, tmp_path):
-    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["data.test=[]"])
+    cfg = load_config(
+        ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["data.test=[]"]
+    )
     run(cfg)
     ckpt = resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
@@ -92,11 +103,16 @@ def test_every_experiment_runs_a_step(path, tiny_demo_root, tmp_path):
 def test_finetuning_inherits_the_checkpoint_architecture_and_rejects_a_mismatch(tiny_demo_root, tmp_path):
     from vtr.checkpoints import CheckpointMismatch
 
-    pre = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["data.test=[]"])
+    pre = load_config(
+        ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(tiny_demo_root, tmp_path, steps=1) + ["data.test=[]"]
+    )
     run(pre)
     ckpt = resolve_run_dir(pre).parent / "version_0/checkpoints/last.ckpt"
     # The fine-tuning recipe names no architecture: it comes from the checkpoint.
-    ft = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={ckpt}", f"data.root={tiny_demo_root}", "data.num_workers=0"])
+    ft = load_config(
+        ROOT / "experiments/finetune/msrvtt.yaml",
+        [f"init_from={ckpt}", f"data.root={tiny_demo_root}", "data.num_workers=0"],
+    )
     assert ft.model.video.width == 32 and ft.model.text.width == 32 and not ft.model.mvm.enabled
     module = build_module(ft)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]

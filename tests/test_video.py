@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 from av.video.frame import PictureType
+from helpers.media import frame_number, marked_frame, write_clip, write_image
 from torchvision import tv_tensors
 
 from data_modules import video
-
-from helpers.media import frame_number, marked_frame, write_clip, write_image
 from data_modules.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -202,7 +202,6 @@ def segmented_scene(seed: int, dataset: str, split: str, index: int, didemo: boo
     return plan_scene(rng, look, canvas, frames, None)
 
 
-
 def action_scene(seed: int, dataset: str, motion: str, index: int, look: Look | None = None) -> Scene:
     """A one-motion clip of a given class; circles are excluded from `rotate`."""
     rng = keyed_rng(seed, dataset, motion, index)
@@ -210,5 +209,3 @@ def action_scene(seed: int, dataset: str, motion: str, index: int, look: Look | 
     look = look or sample_look(rng, shapes)
     canvas = sample_canvas(rng)
     return plan_scene(rng, look, canvas, single_frames(rng, canvas), motion)
-
-

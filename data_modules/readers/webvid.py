@@ -21,6 +21,5 @@ def read_webvid(root: Path, split: str, cfg: DataConfig) -> list[VideoRecord]:
     base = root / (cfg.video_dir or "videos")
     rows = read_csv(root / "metadata" / _CSV[split], f"WebVid {split} metadata", ("videoid", "page_dir", "name"))
     return [
-        VideoRecord(row["videoid"], base / row["page_dir"] / f"{row['videoid']}.mp4", [row["name"]])
-        for row in rows
+        VideoRecord(row["videoid"], base / row["page_dir"] / f"{row['videoid']}.mp4", [row["name"]]) for row in rows
     ]

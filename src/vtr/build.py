@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from data_modules.readers import READERS
 from data_modules.datamodule import RetrievalDataModule
+from data_modules.readers import READERS
 
 from .callbacks.progress import StepBudgetProgressBar
 from .callbacks.retrieval_eval import RetrievalEvaluator
@@ -120,7 +120,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
-    print(f"precision: {cfg.trainer.precision} (trainer.precision; auto picks {resolve_precision('auto', cfg.trainer.accelerator)} here)")
+    print(
+        f"precision: {cfg.trainer.precision} (trainer.precision; auto picks {resolve_precision('auto', cfg.trainer.accelerator)} here)"
+    )
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     trainer, evaluator = build_trainer(cfg, run_dir)

@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from .checkpoints import CheckpointError
 from .config import ConfigError, load_config
 from .search import commands as search_commands
-from .checkpoints import CheckpointError
 from .search.store import IndexMismatch
 
 

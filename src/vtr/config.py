@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -36,7 +36,7 @@ class VideoEncoderConfig:
     num_frames: int = 4  # temporal embeddings learned; more frames at run time are interpolated
     drop_path_rate: float = 0.0
     # timm model name (ImageNet weights from the hub) or a local state-dict file; null = random init
-    pretrained: Optional[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
+    pretrained: str | None = "vit_base_patch16_224.orig_in21k_ft_in1k"
     grad_checkpointing: bool = False
     # released: Frozen-in-Time / MILES blocks, the temporal attention's output feeds only the spatial
     # attention's input. residual_temporal: it is also added to the residual stream (this project's
@@ -134,14 +134,14 @@ class TrainerConfig:
     # or AMX), else 32-true; resolved when the config is loaded (vtr/precision.py)
     precision: str = "auto"
     max_steps: int = -1
-    max_epochs: Optional[int] = None
-    gradient_clip_val: Optional[float] = 1.0
+    max_epochs: int | None = None
+    gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
-    val_check_interval: Optional[Any] = None
-    check_val_every_n_epoch: Optional[int] = 1
+    val_check_interval: Any | None = None
+    check_val_every_n_epoch: int | None = 1
     log_every_n_steps: int = 50
-    limit_train_batches: Optional[Any] = None
-    limit_val_batches: Optional[Any] = None
+    limit_train_batches: Any | None = None
+    limit_val_batches: Any | None = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
     deterministic: bool = False
@@ -166,11 +166,11 @@ class FSDPConfig:
 class RunConfig:
     task: str = "pretrain"  # pretrain | finetune | evaluate
     experiment: str = "default"
-    version: Optional[str] = None  # default: $SLURM_JOB_ID, else the next free version_N
+    version: str | None = None  # default: $SLURM_JOB_ID, else the next free version_N
     output_dir: str = "checkpoints"
     seed: int = 0
-    init_from: Optional[str] = None  # a checkpoint whose weights start the run (fine-tuning)
-    resume: Optional[str] = None  # a last.ckpt to continue
+    init_from: str | None = None  # a checkpoint whose weights start the run (fine-tuning)
+    resume: str | None = None  # a last.ckpt to continue
     # Ranks of tied scores: average (expected rank) | optimistic | mean (of the tied positions); both
     # directions under eval_protocol=ours, unless eval.t2v_tie_break / eval.v2t_tie_break say otherwise
     tie_break: str = "average"
@@ -235,7 +235,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def checkpoint_model_config(path: str) -> Optional[dict]:
+def checkpoint_model_config(path: str) -> dict | None:
     """The ``model`` section of the checkpoint ``path`` (the one it was trained with, or the one
     its weights imply for released Frozen-in-Time / MILES files); None if it says nothing."""
     from .checkpoints import CheckpointError, is_checkpoint, stored_model_config  # torch: only when needed

@@ -66,8 +66,7 @@ def retrieval_metrics(
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     if sim.ndim != 2 or relevant.shape != sim.shape:
         raise ValueError(
-            f"sim must be 2-D and relevant the same shape; got sim {tuple(sim.shape)}, "
-            f"relevant {tuple(relevant.shape)}"
+            f"sim must be 2-D and relevant the same shape; got sim {tuple(sim.shape)}, relevant {tuple(relevant.shape)}"
         )
     if sim.shape[0] == 0:
         raise ValueError("sim has no queries")

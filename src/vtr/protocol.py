@@ -43,7 +43,7 @@ run tests with the precision it trained with, and the metrics' protocol block sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -54,13 +54,13 @@ EVAL_PROTOCOLS = ("ours", "released")
 class EvalConfig:
     """Test-time switches; null takes the value of the ``eval_protocol`` preset (table above)."""
 
-    frame_sampling: Optional[str] = None  # ours | released
-    transform: Optional[str] = None  # ours | released
-    caption_truncation: Optional[str] = None  # cap (data.max_text_length) | model_max (the tokenizer's)
-    unreadable: Optional[str] = None  # skip | black
-    precision: Optional[str] = None  # precision of `evaluate`; ours: trainer.precision
-    t2v_tie_break: Optional[str] = None  # average | optimistic | mean; ours: the top-level tie_break
-    v2t_tie_break: Optional[str] = None
+    frame_sampling: str | None = None  # ours | released
+    transform: str | None = None  # ours | released
+    caption_truncation: str | None = None  # cap (data.max_text_length) | model_max (the tokenizer's)
+    unreadable: str | None = None  # skip | black
+    precision: str | None = None  # precision of `evaluate`; ours: trainer.precision
+    t2v_tie_break: str | None = None  # average | optimistic | mean; ours: the top-level tie_break
+    v2t_tie_break: str | None = None
 
 
 EVAL_CHOICES = {

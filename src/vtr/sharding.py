@@ -23,7 +23,7 @@ the same strategy and :func:`vtr.checkpoints.read_sharded_state_dict` turns into
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, Strategy
@@ -34,6 +34,7 @@ from .checkpoints import remap_legacy_keys
 from .models.layers import DividedSpaceTimeBlock
 from .models.text_encoder import TextEncoder
 from .models.video_encoder import SpaceTimeViT
+
 
 def text_block_classes() -> set[type[nn.Module]]:
     """The Hugging Face transformer layer classes of the text encoders we build (BERT, DistilBERT);
@@ -89,7 +90,10 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def __init__(self, save_distributed_checkpoint: bool = False, **kwargs: Any) -> None:
         super().__init__(
-            data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=save_distributed_checkpoint, **kwargs
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=save_distributed_checkpoint,
+            **kwargs,
         )
 
     def setup_environment(self) -> None:
@@ -172,7 +176,9 @@ def fsdp2_mp_policy(precision: str):
     return None
 
 
-def apply_fully_shard(module: nn.Module, mesh, precision: str = "32-true", activation_checkpointing: bool = False) -> None:
+def apply_fully_shard(
+    module: nn.Module, mesh, precision: str = "32-true", activation_checkpointing: bool = False
+) -> None:
     """FSDP2 ``fully_shard`` of a ``VideoTextModule``: each transformer block (online video,
     snapshot, text), then each encoder, then the module itself (the root, with what is left:
     projections, heads, temperature). Every unit reshards after forward, so between steps all
@@ -223,7 +229,7 @@ def enable_activation_checkpointing(encoder: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------- config -> strategy
-def build_strategy(cfg: DictConfig) -> Union[str, Strategy]:
+def build_strategy(cfg: DictConfig) -> str | Strategy:
     """``trainer.strategy`` as Lightning takes it: ``fsdp`` / ``fsdp2`` become configured
     strategy objects, anything else (``auto``, ``ddp``, ...) is passed through by name."""
     name = str(cfg.trainer.strategy)

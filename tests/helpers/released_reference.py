@@ -114,7 +114,7 @@ def reference_embeddings(ckpt: dict, text_model, video, text, pooler: bool = Fal
     """Unit-norm joint embeddings of the released model: video Linear, text ReLU -> Linear on the
     [CLS] hidden state (or BERT's pooler output)."""
     state = {k.removeprefix("module."): v.double() for k, v in ckpt["state_dict"].items()}
-    video_sd = {k[len("video_model."):]: v for k, v in state.items() if k.startswith("video_model.")}
+    video_sd = {k[len("video_model.") :]: v for k, v in state.items() if k.startswith("video_model.")}
     feats = reference_video_features(video_sd, video)
     v = F.normalize(feats @ state["vid_proj.0.weight"].T + state["vid_proj.0.bias"], dim=-1)
     proj = "txt_proj" if "txt_proj.1.weight" in state else "text_proj"

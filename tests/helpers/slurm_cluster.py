@@ -134,7 +134,7 @@ class SlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
     # --- life cycle --------------------------------------------------------------------------
-    def up(self, timeout: float = 60) -> "SlurmCluster":
+    def up(self, timeout: float = 60) -> SlurmCluster:
         write_config(self.root, self.cpus, self.first_job_id)
         m = self.root / "munge"
         self._start(
@@ -208,7 +208,9 @@ class SlurmCluster:
     def logs(self) -> str:
         parts = []
         for log in sorted((self.root / "log").glob("*.log")):
-            parts.append(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            parts.append(
+                f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            )
         return "\n".join(parts)
 
 

@@ -16,7 +16,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import torch
@@ -78,7 +78,7 @@ class RetrievalEvaluator(L.Callback):
 
     def __init__(
         self,
-        output: Optional[Path] = None,
+        output: Path | None = None,
         tie_break: str | tuple[str, str] = "average",
         report_dual_softmax: bool = False,
         eval_protocol: str = "ours",
@@ -134,8 +134,12 @@ class RetrievalEvaluator(L.Callback):
             gathered = _gather_objects(local)
             skipped = sum(p["skipped"] for p in gathered)
             parts = [p for p in gathered if p["video_id"]]
-            video_ids, video = _unique([v for p in parts for v in p["video_id"]], torch.cat([p["video"] for p in parts]))
-            caption_ids, text = _unique([c for p in parts for c in p["caption_id"]], torch.cat([p["text"] for p in parts]))
+            video_ids, video = _unique(
+                [v for p in parts for v in p["video_id"]], torch.cat([p["video"] for p in parts])
+            )
+            caption_ids, text = _unique(
+                [c for p in parts for c in p["caption_id"]], torch.cat([p["text"] for p in parts])
+            )
             pairs = {pair for p in parts for pair in zip(p["caption_id"], p["caption_video_id"])}
             blank = {v for p in gathered for v in p["blank"]}  # by id: padded duplicates count once
             scores = score_embeddings(
@@ -159,7 +163,8 @@ class RetrievalEvaluator(L.Callback):
                 "protocol": self._protocol(trainer, stage, name, len(video_ids), len(pairs), len(blank)),
                 # embedding (first to last batch) plus gathering and scoring
                 "seconds": round(
-                    self._finished.get(idx, 0.0) - self._started.get(idx, 0.0) + time.perf_counter() - scoring_started, 3
+                    self._finished.get(idx, 0.0) - self._started.get(idx, 0.0) + time.perf_counter() - scoring_started,
+                    3,
                 ),
             }
         self.results[stage] = {"step": trainer.global_step, **stage_results}

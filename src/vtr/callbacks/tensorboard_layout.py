@@ -27,7 +27,10 @@ def scalars_layout(val: list[str], test: list[str]) -> dict[str, dict[str, list[
         for name in names:
             charts = layout.setdefault(f"{stage} retrieval", {})
             for direction in ("t2v", "v2t"):
-                charts[f"{stage} {name} {direction} R@1/5/10"] = ["Multiline", [rf"{stage}/{name}/{direction}_R(1|5|10)$"]]
+                charts[f"{stage} {name} {direction} R@1/5/10"] = [
+                    "Multiline",
+                    [rf"{stage}/{name}/{direction}_R(1|5|10)$"],
+                ]
     return layout
 
 

@@ -13,7 +13,7 @@ closure, so this is a LightningModule base class: a subclass computes its loss a
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import torch
@@ -28,8 +28,8 @@ class FaultTolerantModule(L.LightningModule):
         self._trained = False  # whether a micro-batch of the current optimizer step gave a loss
 
     def guarded_loss(
-        self, total: Optional[Tensor], losses: dict[str, Tensor], weights: dict[str, float], batch_idx: int
-    ) -> Optional[Tensor]:
+        self, total: Tensor | None, losses: dict[str, Tensor], weights: dict[str, float], batch_idx: int
+    ) -> Tensor | None:
         """What ``training_step`` returns for the weighted ``total`` of ``losses`` (None: no clip
         of this rank could be read): the total, or, when every rank skips the step, nothing to
         train on."""
@@ -59,7 +59,7 @@ class FaultTolerantModule(L.LightningModule):
         optimizer.step(closure=closure)
 
     def _skip_step(
-        self, total: Optional[Tensor], losses: dict[str, Tensor], weights: dict[str, float], batch_idx: int
+        self, total: Tensor | None, losses: dict[str, Tensor], weights: dict[str, float], batch_idx: int
     ) -> bool:
         """Whether every rank skips this step: some rank's clips were all unreadable (no loss), or
         some rank's loss is NaN / infinite and ``nonfinite_loss`` is ``skip``; with ``stop``, a

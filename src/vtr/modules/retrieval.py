@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -134,7 +134,7 @@ class VideoTextModule(FaultTolerantModule):
             self.log(f"train/{name}", torch.cat(values).mean(), batch_size=text.shape[0])
         return losses, {k: weights[k] for k in losses}, text.shape[0]
 
-    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Optional[Tensor]:
+    def training_step(self, batch: dict[str, dict[str, Any]], batch_idx: int) -> Tensor | None:
         for name, sub in batch.items():
             self._count_skipped(f"train_{name}", sub)
         losses, weights, batch_size = self.compute_losses(batch)
@@ -197,7 +197,10 @@ class VideoTextModule(FaultTolerantModule):
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = lr_lambda(opt.schedule, opt.warmup_steps, total, opt.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
+        }
 
 
 def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):

@@ -15,8 +15,6 @@ about), once hiding low-informed ones (background).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -67,7 +65,7 @@ class CompletionDecoder(nn.Module):
         self.head = nn.Linear(width, out_dim)
 
     def forward(
-        self, queries: Tensor, visible: Tensor, text_tokens: Optional[Tensor] = None, text_mask: Optional[Tensor] = None
+        self, queries: Tensor, visible: Tensor, text_tokens: Tensor | None = None, text_mask: Tensor | None = None
     ) -> Tensor:
         """queries (B, Q, D); visible (B, V, D); text_tokens (B, L, Dt) with text_mask (B, L)."""
         context = visible

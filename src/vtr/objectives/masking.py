@@ -78,7 +78,9 @@ def blockwise_mask(
     counts = union.sum(-1)  # (B, K), non-decreasing in k
     full = (counts <= target).sum(-1)  # rectangles that fit whole
     rows_b = torch.arange(batch)
-    taken = torch.where((full > 0)[:, None], union[rows_b, (full - 1).clamp(min=0)], torch.zeros(batch, n, dtype=torch.bool))
+    taken = torch.where(
+        (full > 0)[:, None], union[rows_b, (full - 1).clamp(min=0)], torch.zeros(batch, n, dtype=torch.bool)
+    )
     # Part of the next rectangle, in raster order, to reach the exact count.
     missing = target - taken.sum(-1, keepdim=True)
     nxt = cover[rows_b, full.clamp(max=candidates - 1)] & ~taken
@@ -95,7 +97,9 @@ def blockwise_mask(
 MASKS = {"random": random_mask, "tube": tube_mask, "blockwise": blockwise_mask}
 
 
-def make_mask(kind: str, batch: int, frames: int, grid: tuple[int, int], ratio: float, generator: torch.Generator) -> Tensor:
+def make_mask(
+    kind: str, batch: int, frames: int, grid: tuple[int, int], ratio: float, generator: torch.Generator
+) -> Tensor:
     return MASKS[kind](batch, frames, grid, ratio, generator)
 
 

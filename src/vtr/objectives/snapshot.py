@@ -8,8 +8,6 @@ something the online encoder has not learned yet.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,7 +38,7 @@ def cls_cosine(
     snapshot_out: VideoEncoderOutput,
     online: SpaceTimeViT,
     video: Tensor,
-    online_out: Optional[VideoEncoderOutput] = None,
+    online_out: VideoEncoderOutput | None = None,
 ) -> Tensor:
     """Per clip (B,), the cosine between the snapshot's and the online encoder's [CLS] on the
     unmasked clip. ``online_out`` reuses an unmasked online forward the step did anyway; without

@@ -30,7 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("query", nargs="?", help="the text to search for (or --queries)")
     s.add_argument("-k", type=int, default=10, help="hits per query")
     s.add_argument("--queries", type=Path, help="a file with one query a line")
-    s.add_argument("--json", action="store_true", help="print only JSON: hits of the query (a list per query with --queries)")
+    s.add_argument(
+        "--json", action="store_true", help="print only JSON: hits of the query (a list per query with --queries)"
+    )
     s.add_argument("--html", type=Path, help="write a page with 4 thumbnails per hit")
     s.add_argument("--faiss", action="store_true", help="search with FAISS (pip install faiss-cpu) instead of exactly")
     s.add_argument("--ckpt", help="where the index's checkpoint is now, if it moved")
@@ -44,7 +46,9 @@ def run_index(args: argparse.Namespace) -> int:
     if report is None:  # not rank 0
         return 0
     resumed = f", {report.resumed} taken over from an interrupted run" if report.resumed else ""
-    print(f"{report.embedded} clips embedded: {report.added} files added{resumed}, {report.dropped} dropped (removed or changed)")
+    print(
+        f"{report.embedded} clips embedded: {report.added} files added{resumed}, {report.dropped} dropped (removed or changed)"
+    )
     print(f"index {args.out}: {report.entries} clips; {len(report.errors)} files skipped as unreadable")
     for error in report.errors:
         print(f"  skipped {error['path']}: {error['reason']}")
@@ -76,7 +80,9 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        as_json = [[{"path": h.path, "start": h.start, "end": h.end, "score": h.score} for h in hits] for hits in results]
+        as_json = [
+            [{"path": h.path, "start": h.start, "end": h.end, "score": h.score} for h in hits] for hits in results
+        ]
         print(json.dumps(as_json if args.queries else as_json[0]))
     else:
         print("\n\n".join(_table(q, hits) for q, hits in zip(queries, results)))

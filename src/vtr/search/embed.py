@@ -44,7 +44,9 @@ class ChunkWriter(BasePredictionWriter):
         self._embs: list[np.ndarray] = []
         self._errors: list[dict[str, Any]] = []
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._rows += prediction["rows"]
         if len(prediction["rows"]):
             self._embs.append(prediction["embeddings"])

@@ -72,7 +72,9 @@ class ClipDataset(Dataset):
     An unreadable clip becomes ``{"row", "error"}`` instead of a tensor: the index lists the file
     as skipped, with the reason, rather than failing the run."""
 
-    def __init__(self, root: Path, clips: list[Clip], num_frames: int, transform: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(
+        self, root: Path, clips: list[Clip], num_frames: int, transform: Callable[[torch.Tensor], torch.Tensor]
+    ):
         self.root = root
         self.clips = clips
         self.num_frames = num_frames
@@ -114,8 +116,13 @@ def clip_order(clip: Clip) -> tuple[bool, str, float]:
     return (not clip.is_image, clip.path, clip.start)
 
 
-def plan(root: Path, todo: dict[str, FileStat], window: float, stride: float, duration: Callable[[Path], float],
-         ) -> tuple[list[Clip], list[dict[str, Any]]]:
+def plan(
+    root: Path,
+    todo: dict[str, FileStat],
+    window: float,
+    stride: float,
+    duration: Callable[[Path], float],
+) -> tuple[list[Clip], list[dict[str, Any]]]:
     """The clips of the files to embed, and the files whose length could not be read (as error records)."""
     clips: list[Clip] = []
     errors: list[dict[str, Any]] = []

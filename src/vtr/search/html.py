@@ -42,7 +42,10 @@ def thumbnails(root: Path, hit: Hit) -> list[str]:
 
 def _hit_html(root: Path, rank: int, hit: Hit) -> str:
     try:
-        strip = "".join(f'<img src="{uri}" alt="frame {i + 1} of {html.escape(hit.path)}">' for i, uri in enumerate(thumbnails(root, hit)))
+        strip = "".join(
+            f'<img src="{uri}" alt="frame {i + 1} of {html.escape(hit.path)}">'
+            for i, uri in enumerate(thumbnails(root, hit))
+        )
     except MediaError as err:
         strip = f"<em>no thumbnails: {html.escape(err.reason)}</em>"
     span = "" if hit.end <= hit.start else f" &middot; {hit.start:.1f}&ndash;{hit.end:.1f} s"
@@ -56,7 +59,9 @@ def results_page(root: Path, queries: list[str], results: list[list[Hit]]) -> st
     """The page for ``queries`` and their hits; ``root`` is the indexed folder (for the frames)."""
     sections = []
     for query, hits in zip(queries, results):
-        body = "".join(_hit_html(root, rank, hit) for rank, hit in enumerate(hits, start=1)) or "<p>no clips indexed</p>"
+        body = (
+            "".join(_hit_html(root, rank, hit) for rank, hit in enumerate(hits, start=1)) or "<p>no clips indexed</p>"
+        )
         sections.append(f"<h2>{html.escape(query)}</h2>{body}")
     title = html.escape(queries[0] if len(queries) == 1 else f"{len(queries)} queries")
     return (

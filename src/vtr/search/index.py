@@ -82,7 +82,14 @@ def build_index(
     present = scan(root)
     rank_zero = rank_zero_only.rank == 0  # set from the launcher's environment, before any process group
     if rank_zero:
-        store.open(identity, loaded.model_config["embed_dim"], rebuild, str(Path(ckpt).resolve()), str(root.resolve()), text_model)
+        store.open(
+            identity,
+            loaded.model_config["embed_dim"],
+            rebuild,
+            str(Path(ckpt).resolve()),
+            str(root.resolve()),
+            text_model,
+        )
     # what an interrupted run finished is taken over; removed and changed files are dropped
     first = store.commit(present) if rank_zero else {"added": 0, "dropped": 0}
     manifest = store.manifest()  # now holds only files present and unchanged: those are done
@@ -103,4 +110,6 @@ def build_index(
             return None
     counts = store.commit(present, plan_errors)
     dropped = first["dropped"] + counts["dropped"]
-    return IndexReport(counts["embedded"], first["added"], counts["added"], dropped, counts["entries"], store.manifest()["errors"])
+    return IndexReport(
+        counts["embedded"], first["added"], counts["added"], dropped, counts["entries"], store.manifest()["errors"]
+    )

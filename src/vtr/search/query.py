@@ -30,7 +30,9 @@ class Hit:
     score: float  # cosine similarity of the query and the clip
 
 
-def exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk(
+    matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores and row indices (both (Q, k'), k' = min(k, rows)) of the best rows for each query,
     best first. Torch does the float16 -> float32 conversion, the product and the top-k: its
     vectorised half-precision conversion is several times faster than numpy's."""
@@ -82,7 +84,9 @@ class SearchIndex:
 
     @torch.no_grad()
     def embed_queries(self, queries: list[str]) -> np.ndarray:
-        tokens = self.tokenizer(queries, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
+        tokens = self.tokenizer(
+            queries, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return self.model.embed_text(dict(tokens))[0].float().numpy()
 
     def search(self, queries: list[str], k: int = 10, faiss: bool = False) -> list[list[Hit]]:

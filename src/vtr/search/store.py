@@ -53,14 +53,18 @@ class IndexStore:
         self.folder = Path(folder)
         self.manifest_path = self.folder / "manifest.json"
         self.pending = self.folder / "pending"
-        self.recorded: dict[str, Any] = {}  # set by ``open``: checkpoint, folder, tokenizer, recorded at the next commit
+        self.recorded: dict[
+            str, Any
+        ] = {}  # set by ``open``: checkpoint, folder, tokenizer, recorded at the next commit
 
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict[str, Any]:
         if not self.exists():
-            raise FileNotFoundError(f"no index in {self.folder} (manifest.json missing); build one with `python -m vtr index`")
+            raise FileNotFoundError(
+                f"no index in {self.folder} (manifest.json missing); build one with `python -m vtr index`"
+            )
         return json.loads(self.manifest_path.read_text())
 
     def embeddings(self, manifest: dict[str, Any]) -> np.ndarray:
@@ -76,7 +80,11 @@ class IndexStore:
         identity (weights and settings; the checkpoint and the folder may have moved: their paths
         are recorded); an empty index is written if none exists, so later steps always have one."""
         self.recorded = {"checkpoint": checkpoint, "root": root, "text_model": text_model}
-        found = [json.loads(p.read_text())["identity"] for p in (self.manifest_path, self.pending / "identity.json") if p.is_file()]
+        found = [
+            json.loads(p.read_text())["identity"]
+            for p in (self.manifest_path, self.pending / "identity.json")
+            if p.is_file()
+        ]
         for other in found:
             if other != identity and not rebuild:
                 raise IndexMismatch(
@@ -97,11 +105,15 @@ class IndexStore:
         _write_atomic(self.pending / "identity.json", lambda f: f.write(json.dumps({"identity": identity}).encode()))
 
     # ------------------------------------------------------------------ chunks
-    def write_chunk(self, rank: int, embeddings: np.ndarray, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
+    def write_chunk(
+        self, rank: int, embeddings: np.ndarray, rows: list[dict[str, Any]], errors: list[dict[str, Any]]
+    ) -> None:
         """One chunk of a run: embeddings with their rows (path, size, mtime_ns, start, end, windows)."""
         meta = json.dumps({"rows": rows, "errors": errors})
         name = f"chunk-r{rank}-{uuid.uuid4().hex}.npz"
-        _write_atomic(self.pending / name, lambda f: np.savez(f, embeddings=embeddings.astype(np.float16), meta=np.array(meta)))
+        _write_atomic(
+            self.pending / name, lambda f: np.savez(f, embeddings=embeddings.astype(np.float16), meta=np.array(meta))
+        )
 
     def _chunks(self) -> tuple[list[dict[str, Any]], list[np.ndarray], list[dict[str, Any]]]:
         rows, embs, errors = [], [], []
@@ -121,15 +133,29 @@ class IndexStore:
         window is listed in ``errors`` instead. Returns counts: rows ``embedded`` (added to the
         matrix), files ``added``, files ``dropped`` (removed or changed), ``entries``, ``errors``."""
         old = self.manifest()
-        current = lambda path, size, mtime_ns: (p := present.get(path)) is not None and (p.size, p.mtime_ns) == (size, mtime_ns)
+        current = lambda path, size, mtime_ns: (
+            (p := present.get(path)) is not None and (p.size, p.mtime_ns) == (size, mtime_ns)
+        )
         rows, chunk_embs, chunk_errors = self._chunks() if self.pending.is_dir() else ([], [], [])
-        errors = {e["path"]: e for e in [*old["errors"], *chunk_errors, *extra_errors] if current(e["path"], e["size"], e["mtime_ns"])}
+        errors = {
+            e["path"]: e
+            for e in [*old["errors"], *chunk_errors, *extra_errors]
+            if current(e["path"], e["size"], e["mtime_ns"])
+        }
         by_file: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             if current(row["path"], row["size"], row["mtime_ns"]) and row["path"] not in errors:
                 by_file.setdefault(row["path"], []).append(i)
-        new_files = {p: idx for p, idx in by_file.items() if len({(rows[i]["start"], rows[i]["end"]) for i in idx}) == rows[idx[0]]["windows"]}
-        keep = [i for i, e in enumerate(old["entries"]) if current(e["path"], *old["files"][e["path"]]) and e["path"] not in new_files]
+        new_files = {
+            p: idx
+            for p, idx in by_file.items()
+            if len({(rows[i]["start"], rows[i]["end"]) for i in idx}) == rows[idx[0]]["windows"]
+        }
+        keep = [
+            i
+            for i, e in enumerate(old["entries"])
+            if current(e["path"], *old["files"][e["path"]]) and e["path"] not in new_files
+        ]
         kept_files = {old["entries"][i]["path"] for i in keep}
         files = {p: old["files"][p] for p in kept_files}
         picked: list[int] = []
@@ -139,10 +165,18 @@ class IndexStore:
                 seen.setdefault((rows[i]["start"], rows[i]["end"]), i)
             picked += sorted(seen.values(), key=lambda i: rows[i]["start"])
             files[path] = [rows[idx[0]]["size"], rows[idx[0]]["mtime_ns"]]
-        entries = [old["entries"][i] for i in keep] + [{k: rows[i][k] for k in ("path", "start", "end")} for i in picked]
+        entries = [old["entries"][i] for i in keep] + [
+            {k: rows[i][k] for k in ("path", "start", "end")} for i in picked
+        ]
         error_list = sorted(errors.values(), key=lambda e: e["path"])
         dropped = len({e["path"] for e in old["entries"]} - kept_files - set(new_files))
-        counts = {"embedded": len(picked), "added": len(new_files), "dropped": dropped, "entries": len(entries), "errors": len(errors)}
+        counts = {
+            "embedded": len(picked),
+            "added": len(new_files),
+            "dropped": dropped,
+            "entries": len(entries),
+            "errors": len(errors),
+        }
         unchanged = all(old.get(k) == v for k, v in self.recorded.items()) and error_list == old["errors"]
         if not picked and len(keep) == len(old["entries"]) and unchanged:
             self._clear_chunks()  # nothing changed: keep this generation
@@ -162,7 +196,9 @@ class IndexStore:
         for path in self.pending.glob("chunk-*.npz"):
             path.unlink()
 
-    def _write_matrix(self, name: str, old: dict[str, Any], keep: list[int], chunk_embs: list[np.ndarray], picked: list[int]) -> None:
+    def _write_matrix(
+        self, name: str, old: dict[str, Any], keep: list[int], chunk_embs: list[np.ndarray], picked: list[int]
+    ) -> None:
         """Kept rows of the old matrix, then the picked chunk rows, into a new .npy (temp + rename)."""
         source = self.embeddings(old)
         pending = np.concatenate(chunk_embs) if chunk_embs else np.zeros((0, old["dim"]), np.float16)
