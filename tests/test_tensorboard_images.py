@@ -22,13 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def _images(run_dir: Path) -> dict[str, list[tuple[int, np.ndarray]]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload()
     return {
-        tag: [(e.step, np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB"))) for e in acc.Images(tag)]
+        tag: [
+            (e.step, np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB"))) for e in acc.Images(tag)
+        ]
         for tag in acc.Tags()["images"]
     }
 
 
 def _tiny_run(recipe: str, root: Path, out: Path, extra: list[str] = ()):
-    cfg = load_config(ROOT / "experiments/pretrain" / recipe, tiny_overrides(root, out, steps=2) + ["data.test=[]", *extra])
+    cfg = load_config(
+        ROOT / "experiments/pretrain" / recipe, tiny_overrides(root, out, steps=2) + ["data.test=[]", *extra]
+    )
     run(cfg)
     return cfg, resolve_run_dir(cfg).parent / "version_0"
 

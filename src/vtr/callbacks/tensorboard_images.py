@@ -84,7 +84,9 @@ class TensorBoardImages(L.Callback):
         images = {}
         if mvm is not None:
             mask = mvm.draw_mask(clips, grid, torch.Generator().manual_seed(self.seed))
-            rows = [row for f, m in zip(frames, mask) for row in (vis.strip(f), vis.strip(vis.overlay_mask(f, m, grid)))]
+            rows = [
+                row for f, m in zip(frames, mask) for row in (vis.strip(f), vis.strip(vis.overlay_mask(f, m, grid)))
+            ]
             images["masks/mvm"] = self._panel("per clip: frames / MVM mask (dark = hidden)", rows)
         if mascot is not None:
             plugin = trainer.precision_plugin
