@@ -20,6 +20,7 @@ from .callbacks.retrieval_eval import RetrievalEvaluator
 from .callbacks.rng_state import RNGState
 from .callbacks.slurm_requeue import SlurmRequeue
 from .callbacks.snapshot_ema import SnapshotEMA
+from .callbacks.tensorboard_images import TensorBoardImages
 from .callbacks.tensorboard_layout import ScalarsLayout
 from .callbacks.throughput import Throughput
 from .checkpoint_io import AtomicCheckpointIO
@@ -71,6 +72,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
     evaluator = RetrievalEvaluator(run_dir / "metrics.json", ties, cfg.report_dual_softmax, cfg.eval_protocol)
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState(), Throughput()]
     callbacks.append(ScalarsLayout(cfg.data.val, cfg.data.test))
+    if cfg.log_images:  # after the evaluator, whose embeddings it shows
+        callbacks.append(TensorBoardImages(evaluator, cfg.seed))
     callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None

@@ -180,6 +180,8 @@ class RunConfig:
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
     # terms, before anything is saved) | skip (no optimizer or EMA update; counted as train/nonfinite_skipped)
     nonfinite_loss: str = "stop"
+    # Pictures in TensorBoard after every validation: masks of a few training clips, retrieval examples
+    log_images: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

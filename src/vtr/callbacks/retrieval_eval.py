@@ -88,6 +88,9 @@ class RetrievalEvaluator(L.Callback):
         self.report_dual_softmax = report_dual_softmax
         self.eval_protocol = eval_protocol
         self.results: dict[str, dict[str, Any]] = {}
+        # stage -> dataset -> what was scored last (rank 0 holds every rank's rows), for callbacks
+        # that show examples: video_ids, video (V, E), caption_ids, text (C, E), pairs
+        self.embeddings: dict[str, dict[str, dict[str, Any]]] = {}
         self._reset()
 
     def _reset(self, *_: Any) -> None:
@@ -118,7 +121,7 @@ class RetrievalEvaluator(L.Callback):
         self._score("test", trainer.datamodule.test_names, trainer, pl_module)
 
     def _score(self, stage: str, names: list[str], trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stage_results = {}
+        stage_results, stage_embeddings = {}, {}
         for idx, name in enumerate(names):
             outs = self._outputs.get(idx, [])
             local = {
@@ -151,6 +154,13 @@ class RetrievalEvaluator(L.Callback):
                 self.tie_break,
                 self.report_dual_softmax,
             )
+            stage_embeddings[name] = {
+                "video_ids": video_ids,
+                "video": video,
+                "caption_ids": caption_ids,
+                "text": text,
+                "pairs": pairs,
+            }
             for direction, metrics in scores.items():
                 for metric, value in metrics.items():
                     pl_module.log(f"{stage}/{name}/{direction}_{metric}", value, sync_dist=False)
@@ -168,6 +178,7 @@ class RetrievalEvaluator(L.Callback):
                 ),
             }
         self.results[stage] = {"step": trainer.global_step, **stage_results}
+        self.embeddings[stage] = stage_embeddings
         if self.output is not None and trainer.is_global_zero:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(self.results, indent=2))

@@ -107,6 +107,19 @@ class Mascot(Objective):
             width, text_width, target_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.text_context
         )
 
+    def draw_masks(
+        self, video: Tensor, cls_attn: Tensor | None, grid: tuple[int, int], generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(high_informed, high_mask, low_mask), each (B, T, N) bool on the clips' device, from the
+        snapshot's [CLS] attention (B, T, N) of clips (B, T, C, H, W); ``masking=random`` ignores it."""
+        m = self.cfg
+        if m.masking == "attention":
+            return attention_guided_masks(cls_attn, m.rho, m.mask_ratio, generator)
+        # ablation: two random masks, every patch counted as informed
+        b, t = video.shape[:2]
+        high_mask, low_mask = (random_mask(b, t, grid, m.mask_ratio, generator).to(video.device) for _ in range(2))
+        return torch.ones_like(high_mask), high_mask, low_mask
+
     def _complete(
         self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput
     ) -> Tensor:
@@ -131,16 +144,10 @@ class Mascot(Objective):
         (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, a
         second forward with gradients), and the completion loss."""
         m = self.cfg
-        b, t = video.shape[:2]
         snap = snapshot_forward(snapshot, video, with_attention=m.masking == "attention")
         target = regression_targets(snap, encoder, self.target)
-        if m.masking == "attention":
-            informed, high_mask, low_mask = attention_guided_masks(snap.cls_attn, m.rho, m.mask_ratio, generator)
-        else:  # ablation: two random masks, every patch counted as informed
-            grid = encoder.video.patch_embed.grid_size
-            high_mask, low_mask = (random_mask(b, t, grid, m.mask_ratio, generator).to(video.device) for _ in range(2))
-            informed = torch.ones_like(high_mask)
-        informed, high_mask, low_mask = informed.flatten(1), high_mask.flatten(1), low_mask.flatten(1)
+        masks = self.draw_masks(video, snap.cls_attn, encoder.video.patch_embed.grid_size, generator)
+        informed, high_mask, low_mask = (mask.flatten(1) for mask in masks)
 
         emb_high, out_high = encoder.embed_video(video, mask=high_mask)
         completion = [self._complete(out_high.tokens[:, 1:], high_mask, informed, target, text)]

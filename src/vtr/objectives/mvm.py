@@ -51,15 +51,18 @@ class MaskedVisualModeling(Objective):
         self.cfg = cfg
         self.head = build_head(cfg.head, width, target_dim)
 
+    def draw_mask(self, video: Tensor, grid: tuple[int, int], generator: torch.Generator) -> Tensor:
+        """The configured mask of clips (B, T, C, H, W): (B, T, N) bool on the CPU, True = hidden."""
+        c = self.cfg
+        return make_mask(c.mask_type, video.shape[0], video.shape[1], grid, c.mask_ratio, generator)
+
     def masked_modeling(
         self, video: Tensor, encoder: DualEncoder, snapshot: SpaceTimeViT, generator: torch.Generator
     ) -> tuple[Tensor, Tensor, VideoEncoderOutput]:
         """The masked clip's embedding, the regression loss at its masked patches, and the
         snapshot's output on the unmasked clip."""
         c = self.cfg
-        grid = encoder.video.patch_embed.grid_size
-        mask = make_mask(c.mask_type, video.shape[0], video.shape[1], grid, c.mask_ratio, generator)
-        mask = mask.to(video.device).flatten(1)
+        mask = self.draw_mask(video, encoder.video.patch_embed.grid_size, generator).to(video.device).flatten(1)
         emb, out = encoder.embed_video(video, mask=mask)
         pred = self.head(out.tokens[:, 1:])
         snap = snapshot_forward(snapshot, video)
