@@ -1,11 +1,12 @@
-"""Run recipes over several seeds and tabulate test recall as mean and spread.
+"""Run recipes over several seeds and tabulate zero-shot / test recall as mean ± std.
 
 Each run is a normal ``python -m vtr`` run in its own folder under ``checkpoints/ablation_*``;
-the table reads their ``metrics.json``. Finished runs are not repeated, so an interrupted
-ablation continues where it stopped.
+the table reads their ``metrics.json`` (and ``wall.json``, the run's wall-clock seconds).
+Finished runs are not repeated, so an interrupted ablation continues where it stopped. Every
+test set a recipe evaluates is tabulated (the demo recipes test ``msrvtt`` and ``finegrained``).
 
     python benchmarks/ablation.py --task pretrain --recipes experiments/pretrain/demo_contrastive.yaml \
-        experiments/pretrain/demo.yaml --seeds 0 1 2 --name mvm
+        experiments/pretrain/demo.yaml --seeds 100 101 102 --name mvm_confirm
     python benchmarks/ablation.py --task finetune --recipes experiments/finetune/msrvtt.yaml \
         experiments/finetune/msrvtt_mascot.yaml --seeds 0 1 2 --name mascot --args init_from=...ckpt
 """
@@ -17,21 +18,25 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("R1", "R5", "R10")
 
 
-def run_one(task: str, recipe: Path, seed: int, experiment: str, extra: list[str]) -> dict:
-    """Test metrics of one run, running it unless its folder already holds them."""
+def run_one(task: str, recipe: Path, seed: int, experiment: str, extra: list[str]) -> tuple[dict, float]:
+    """Test metrics and wall-clock seconds of one run, running it unless its folder holds them."""
     run_dir = ROOT / "checkpoints" / experiment / f"seed{seed}"
-    metrics = run_dir / "metrics.json"
-    if not (metrics.is_file() and "test" in json.loads(metrics.read_text())):
+    metrics, wall = run_dir / "metrics.json", run_dir / "wall.json"
+    if not (metrics.is_file() and "test" in json.loads(metrics.read_text()) and wall.is_file()):
         cmd = [sys.executable, "-m", "vtr", task, "-c", str(recipe), f"seed={seed}", f"experiment={experiment}",
                f"version=seed{seed}", "trainer.enable_progress_bar=false", *extra]  # fmt: skip
         print("running:", " ".join(cmd[3:]), flush=True)
+        start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(metrics.read_text())["test"]
+        wall.write_text(json.dumps({"seconds": time.perf_counter() - start}))
+    return json.loads(metrics.read_text())["test"], json.loads(wall.read_text())["seconds"]
 
 
 def summarise(values: list[float]) -> str:
@@ -46,31 +51,33 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", required=True, help="names the run folders and the JSON file")
     parser.add_argument("--args", nargs="*", default=[], help="overrides for every run")
-    parser.add_argument("--dataset", default="msrvtt", help="test set to tabulate")
     args = parser.parse_args()
 
     rows = []
     for recipe in args.recipes:
         experiment = f"ablation_{args.name}_{recipe.stem}"
-        results = [run_one(args.task, recipe, seed, experiment, args.args)[args.dataset] for seed in args.seeds]
-        row = {"recipe": recipe.stem, "seeds": args.seeds}
-        for direction in ("t2v", "v2t"):
-            for metric in ("R1", "R5", "R10"):
-                row[f"{direction}_{metric}"] = [r[direction][metric] for r in results]
+        runs = [run_one(args.task, recipe, seed, experiment, args.args) for seed in args.seeds]
+        row = {"recipe": recipe.stem, "seeds": args.seeds, "wall_seconds": [wall for _, wall in runs]}
+        for dataset in runs[0][0]:
+            for direction in ("t2v", "v2t"):
+                for metric in METRICS:
+                    row[f"{dataset}/{direction}_{metric}"] = [test[dataset][direction][metric] for test, _ in runs]
+                sums = [sum(test[dataset][direction][m] for m in METRICS) for test, _ in runs]
+                row[f"{dataset}/{direction}_Rsum"] = sums
         rows.append(row)
 
-    print(
-        f"\n| recipe ({args.dataset} test, {len(args.seeds)} seeds) | t2v R@1 | t2v R@5 | t2v R@10 | v2t R@1 | v2t R@5 |"
-    )
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        cells = [summarise(row[k]) for k in ("t2v_R1", "t2v_R5", "t2v_R10", "v2t_R1", "v2t_R5")]
-        print(f"| {row['recipe']} | " + " | ".join(cells) + " |")
+    datasets = sorted({key.split("/")[0] for row in rows for key in row if "/" in key})
+    for dataset in datasets:
+        header = "t2v R@1 | R@5 | R@10 | R-sum | v2t R@1 | v2t R-sum | wall s"
+        print(f"\n| recipe ({dataset} test, seeds {args.seeds}) | {header} |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            keys = [f"{dataset}/t2v_{k}" for k in (*METRICS, "Rsum")] + [f"{dataset}/v2t_R1", f"{dataset}/v2t_Rsum"]
+            cells = [summarise(row[k]) for k in keys] + [f"{statistics.mean(row['wall_seconds']):.0f}"]
+            print(f"| {row['recipe']} | " + " | ".join(cells) + " |")
     out = ROOT / "benchmarks/results" / f"ablation_{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"task": args.task, "dataset": args.dataset, "overrides": args.args, "rows": rows}, indent=2)
-    )
+    out.write_text(json.dumps({"task": args.task, "overrides": args.args, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
