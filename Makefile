@@ -65,8 +65,10 @@ test-slow: $(ENV_STAMP) ## run every test, including those marked slow or gpu (t
 
 demo-data: $(DEMO_ROOT)/DONE ## generate the synthetic demo corpus in data/demo
 
-$(DEMO_ROOT)/DONE: | $(ENV_STAMP)
+# Re-checked when the generator changes: a corpus of another version is rebuilt, the same one kept.
+$(DEMO_ROOT)/DONE: $(wildcard data_modules/demo/*.py) | $(ENV_STAMP)
 	$(PY) -m vtr demo-data --root $(DEMO_ROOT)
+	touch $@
 
 pretrain: $(ENV_STAMP) $(DATA_DEP) ## pre-train (EXP=demo | miles_webvid_cc3m | frozen_webvid_cc3m), then test zero-shot
 	$(PY) -m vtr pretrain -c experiments/pretrain/$(EXP).yaml $(RUN_ARGS)
