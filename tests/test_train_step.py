@@ -25,7 +25,10 @@ def _module(root: Path, *overrides: str) -> VideoTextModule:
 
 def _batch() -> dict:
     g = torch.Generator().manual_seed(1)
-    text = {"input_ids": torch.randint(5, 50, (3, 6), generator=g), "attention_mask": torch.ones(3, 6, dtype=torch.long)}
+    text = {
+        "input_ids": torch.randint(5, 50, (3, 6), generator=g),
+        "attention_mask": torch.ones(3, 6, dtype=torch.long),
+    }
     return {"webvid": {"video": torch.randn(3, 2, 3, 32, 32, generator=g), "text": text}}
 
 

@@ -3,10 +3,10 @@
 One attention module serves both axes: patches are grouped by frame (``space``) or by patch
 position (``time``), each group attends within itself plus [CLS], and [CLS] attends to every
 token. Attention runs through ``F.scaled_dot_product_attention``, except for bfloat16 on a CPU:
-there SDPA's kernel was measured 2-4x slower than the written-out softmax attention on these short
-groups (benchmarks/bench_attention.py), so that case takes the explicit path. Since SDPA returns no weights,
-the [CLS]-to-patch attention row that MASCOT's masking reads is computed directly (one query,
-cheap) when asked for, instead of a second forward pass.
+there SDPA's kernel was measured 2-4x slower than the written-out softmax attention on these
+short groups (benchmarks/bench_attention.py), so that case takes the explicit path. Since SDPA
+returns no weights, the [CLS]-to-patch attention row that MASCOT's masking reads is computed
+directly (one query, cheap) when asked for, instead of a second forward pass.
 """
 
 from __future__ import annotations
