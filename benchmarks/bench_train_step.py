@@ -1,10 +1,11 @@
 """Training-step throughput: clips/s for forward + backward + AdamW step (+ EMA update with MVM).
 
-Rows: the demo model and a ViT-B/16 + DistilBERT-sized model (random init, same architecture),
-with contrastive loss only, with MILES masked visual modeling and (demo model) with MASCOT, and
-with attention through ``F.scaled_dot_product_attention`` vs an explicit softmax(QK^T)V.
+Rows: model (the demo model, ViT-S/16 + a 6-layer 384-wide BERT, ViT-B/16 + DistilBERT-sized
+with ``--vit-b``; random init) x precision (fp32, bf16 autocast) x objective (contrastive, MILES
+masked visual modeling). ``--compile`` adds demo rows with ``model.compile`` on and off (the first, compiling
+step's time reported separately). The optimizer is the module's own (``configure_optimizers``).
 
-    python benchmarks/bench_train_step.py [--batch 2] [--frames 4] [--steps 5] [--device cpu]
+    python benchmarks/bench_train_step.py [--batch 2] [--frames 4] [--steps 3] [--vit-b] [--compile]
 """
 
 from __future__ import annotations
@@ -17,42 +18,44 @@ import time
 from pathlib import Path
 
 import torch
-from model_sizes import vit_b_distilbert  # benchmarks/model_sizes.py
+from model_sizes import vit_b_distilbert, vit_s_bert6  # benchmarks/model_sizes.py
 from omegaconf import OmegaConf
 
 from vtr.callbacks.snapshot_ema import ema_update
 from vtr.config import load_config
-from vtr.models.layers import SpaceTimeAttention
 from vtr.modules.retrieval import VideoTextModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {
-    "demo (ViT 128x4, BERT 128x2, 64 px)": [],
-    "ViT-B/16 + DistilBERT (224 px)": [*vit_b_distilbert(224), "model.embed_dim=256"],
+    "demo": [],
+    "ViT-S + BERT-6x384": [*vit_s_bert6(224), "model.embed_dim=256"],
+    "ViT-B + DistilBERT": [*vit_b_distilbert(224), "model.embed_dim=256"],
 }
-
-
 OBJECTIVES = {
     "contrastive": ["model.mvm.enabled=false"],
-    "MILES (MVM)": ["model.mvm.enabled=true", "model.mvm.start_step=0"],
-    "MASCOT": ["model.mvm.enabled=false", "model.mascot.enabled=true", "model.mascot.decoder_heads=4"],
+    "MILES": ["model.mvm.enabled=true", "model.mvm.start_step=0"],
 }
 
 
-def make_module(overrides: list[str], objective: str, fused: bool, tokenizer: Path, device: str) -> VideoTextModule:
+def make_module(overrides: list[str], objective: str, tokenizer: Path, device: str) -> VideoTextModule:
     cfg = load_config(
         ROOT / "experiments/pretrain/demo.yaml",
         [f"model.text.name_or_path={tokenizer}", *OBJECTIVES[objective], *overrides],
     )
     module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True)).to(device)
-    for layer in module.modules():
-        if isinstance(layer, SpaceTimeAttention):
-            layer.fused = fused
+    module.configure_model()  # model.compile
+    module.trainer = type("Trainer", (), {"estimated_stepping_batches": 1000})()
+    optimizer = module.configure_optimizers()["optimizer"]
+    module.trainer = None  # compute_losses outside a fit: no logging
+    module.optimizer = optimizer
     return module.train()
 
 
-def step_seconds(module: VideoTextModule, batch: int, frames: int, steps: int, device: str) -> float:
+def step_seconds(
+    module: VideoTextModule, batch: int, frames: int, steps: int, device: str, bf16: bool
+) -> tuple[float, float]:
+    """Median seconds per step after the first, and the first step's seconds (compilation)."""
     res = module.model.video.patch_embed.img_size[0]
     data = {
         "webvid": {
@@ -63,11 +66,12 @@ def step_seconds(module: VideoTextModule, batch: int, frames: int, steps: int, d
             },
         }
     }
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
+    optimizer = module.optimizer
     times = []
-    for i in range(steps + 1):  # the first step warms up
+    for _ in range(steps + 1):  # the first step warms up (and compiles)
         start = time.perf_counter()
-        losses, weights, _ = module.compute_losses(data)
+        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+            losses, weights, _ = module.compute_losses(data)
         sum(weights[k] * v for k, v in losses.items()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -75,43 +79,49 @@ def step_seconds(module: VideoTextModule, batch: int, frames: int, steps: int, d
             ema_update(module.snapshot, module.model.video, 0.999)
         if device == "cuda":
             torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]), times[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vit-b", action="store_true", help="also the ViT-B/16 + DistilBERT-sized model")
+    parser.add_argument(
+        "--compile", action="store_true", help="also demo rows with model.compile=true vs false (fp32, contrastive)"
+    )
+    parser.add_argument("--models", nargs="*", default=None, help="only these model names")
     parser.add_argument("--tokenizer", type=Path, default=ROOT / "data/demo/tokenizer")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/train_step.json")
     args = parser.parse_args()
 
+    models = [m for m in MODELS if (args.vit_b or not m.startswith("ViT-B")) and m in (args.models or MODELS)]
+    configs = [(m, p, o, False) for m in models for p in ("fp32", "bf16") for o in OBJECTIVES]
+    if args.compile:
+        configs += [("demo", "fp32", "contrastive", c) for c in (False, True)]
     rows = []
-    print(
-        f"| model | objective | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})"
-    )
-    print("|---|---|---|---|---|")
-    for name, overrides in MODELS.items():
-        for objective in OBJECTIVES if name.startswith("demo") else list(OBJECTIVES)[:2]:
-            for fused in (True, False):
-                torch.manual_seed(0)
-                module = make_module(overrides, objective, fused, args.tokenizer, args.device)
-                seconds = step_seconds(module, args.batch, args.frames, args.steps, args.device)
-                row = {"model": name, "objective": objective, "attention": "sdpa" if fused else "explicit",
-                       "seconds_per_step": seconds, "clips_per_second": args.batch / seconds}  # fmt: skip
-                rows.append(row)
-                print(
-                    f"| {name} | {objective} | {row['attention']} | {seconds:.3f} | {row['clips_per_second']:.2f} |",
-                    flush=True,
-                )
+    print(f"| model | precision | objective | compile | s/step | clips/s | first step s |  "
+          f"(batch {args.batch}, {args.frames} frames, {args.device})")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, precision, objective, compiled in configs:
+        torch.manual_seed(0)
+        overrides = [*MODELS[name], f"model.compile={str(compiled).lower()}"]
+        module = make_module(overrides, objective, args.tokenizer, args.device)
+        seconds, first = step_seconds(module, args.batch, args.frames, args.steps, args.device, precision == "bf16")
+        row = {"model": name, "precision": precision, "objective": objective, "compile": compiled,
+               "seconds_per_step": seconds, "clips_per_second": args.batch / seconds,
+               "first_step_seconds": first}  # fmt: skip
+        rows.append(row)
+        print(f"| {name} | {precision} | {objective} | {compiled} | {seconds:.3f} | {row['clips_per_second']:.2f} "
+              f"| {first:.1f} |", flush=True)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "batch": args.batch,
         "frames": args.frames,
+        "steps": args.steps,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),

@@ -140,3 +140,17 @@ def test_temperature_is_fixed_by_default_and_capped_when_learnable(tmp_path):
     with torch.no_grad():
         learnable.logit_scale.fill_(10.0)  # exp(10) is far above the cap
     assert abs(learnable.scale.item() - 100.0) < 1e-3
+
+
+@pytest.mark.parametrize("axis", ["space", "time"])
+def test_divided_attention_under_cpu_bf16_autocast_matches_the_fp32_reference(axis):
+    """bf16 on a CPU takes the explicit attention path; it must compute the same function."""
+    torch.manual_seed(0)
+    attn = SpaceTimeAttention(32, 2)
+    x = torch.randn(2, 1 + 4 * 9, 32)
+    with torch.autocast("cpu", torch.bfloat16):
+        out, cls_attn = attn(x, 4, axis, return_cls_attn=True)
+    ref_out, ref_attn = _reference_attention(attn, x, 4, axis)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref_out).abs().max() < 3e-2 * ref_out.abs().max()
+    assert torch.allclose(cls_attn, ref_attn, atol=2e-3)

@@ -110,6 +110,9 @@ class ModelConfig:
     max_logit_scale: float = 100.0
     mvm: MVMConfig = field(default_factory=MVMConfig)
     mascot: MascotConfig = field(default_factory=MascotConfig)
+    # torch.compile the video, text and snapshot encoders when the model is set up. Off: on the
+    # 2-core CPU it was measured on it did not pay (benchmarks/bench_train_step.py --compile)
+    compile: bool = False
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 One attention module serves both axes: patches are grouped by frame (``space``) or by patch
 position (``time``), each group attends within itself plus [CLS], and [CLS] attends to every
-token. Attention runs through ``F.scaled_dot_product_attention``; since SDPA returns no weights,
-the [CLS]-to-patch attention row that MASCOT's masking reads is computed directly (one query,
-cheap) when asked for, instead of a second forward pass.
+token. Attention runs through ``F.scaled_dot_product_attention``, except for bfloat16 on a CPU:
+there SDPA's kernel was measured 2-4x slower than the written-out softmax attention on these
+short groups (benchmarks/bench_attention.py), so that case takes the explicit path. Since SDPA
+returns no weights, the [CLS]-to-patch attention row that MASCOT's masking reads is computed
+directly (one query, cheap) when asked for, instead of a second forward pass.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ class SpaceTimeAttention(nn.Module):
         self.fused = True  # False: explicit softmax attention (benchmarks only)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        return F.scaled_dot_product_attention(q, k, v) if self.fused else explicit_attention(q, k, v)
+        cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
+        if self.fused and not cpu_bf16:
+            return F.scaled_dot_product_attention(q, k, v)
+        return explicit_attention(q, k, v)
 
     def forward(
         self, x: Tensor, num_frames: int, axis: Axis, return_cls_attn: bool = False

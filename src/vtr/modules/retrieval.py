@@ -74,14 +74,22 @@ class VideoTextModule(FaultTolerantModule):
     def configure_model(self) -> None:
         """Under ``trainer.strategy=fsdp2`` (Lightning's ModelParallelStrategy, which sets the
         device mesh), shard with FSDP2 ``fully_shard``: blocks, encoders (the snapshot like the
-        online video encoder), then this module. Other strategies leave the model as it is."""
-        if self.device_mesh is None:
-            return
-        from ..sharding import apply_fully_shard
+        online video encoder), then this module. Other strategies leave the model as it is.
+        ``model.compile`` then compiles the encoders in place (``nn.Module.compile``), so
+        parameter names, checkpoints and the EMA snapshot's state dict stay as they are."""
+        if self.device_mesh is not None:
+            from ..sharding import apply_fully_shard
 
-        apply_fully_shard(
-            self, self.device_mesh["data_parallel"], self.cfg.trainer.precision, self.cfg.fsdp.activation_checkpointing
-        )
+            apply_fully_shard(
+                self,
+                self.device_mesh["data_parallel"],
+                self.cfg.trainer.precision,
+                self.cfg.fsdp.activation_checkpointing,
+            )
+        if self.cfg.model.compile:
+            encoders = [self.model.video, self.model.text] + ([self.snapshot] if self.uses_snapshot else [])
+            for encoder in encoders:
+                encoder.compile()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resume checkpoints written before the objectives were modules (other key names)."""
@@ -190,10 +198,14 @@ class VideoTextModule(FaultTolerantModule):
             exempt = param.ndim < 2 or name.endswith(_NO_DECAY_SUFFIXES) or ".embeddings." in name
             (no_decay if exempt else decay).append(param)
         opt = self.cfg.optim
+        # One fused kernel for all parameters on CUDA; elsewhere the multi-tensor (foreach) loop,
+        # which beats the per-parameter loop the default may fall back to on a CPU.
+        on_cuda = (decay + no_decay)[0].device.type == "cuda"
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=opt.lr,
             betas=tuple(opt.betas),
+            **({"fused": True} if on_cuda else {"foreach": True}),
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = lr_lambda(opt.schedule, opt.warmup_steps, total, opt.min_lr_ratio)
