@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -159,6 +160,7 @@ def read_video(
         last_pts = first.pts
         wanted = sorted(set(indices))
         clip = np.empty((len(wanted), 3, first.height, first.width), np.uint8)
+        reformatter = VideoReformatter()
         for slot, target in enumerate(wanted):
             decoder.full_from = clock.first_pts(target)
             if _landing(video.keyframes, clock, target) - clock.index(last_pts) > SEEK_MIN_SKIP:
@@ -168,7 +170,7 @@ def read_video(
                     raise MediaError(path, "decoded frame has no timestamp")
                 last_pts = frame.pts
                 if frame.pts >= decoder.full_from:
-                    _write(path, frame, clip[slot])
+                    _write(path, frame, clip[slot], reformatter)
                     break
             else:
                 raise MediaError(path, f"stream ended before frame {target} of {total}")
@@ -204,10 +206,10 @@ def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[av.Video
         at = max(0, at - 2 * (landed - at))
 
 
-def _write(path: Path, frame: av.VideoFrame, out: np.ndarray) -> None:
+def _write(path: Path, frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:
     if (frame.height, frame.width) != out.shape[1:]:
         raise MediaError(path, f"frame size changes within the video: {out.shape[1:]} to {(frame.height, frame.width)}")
-    write_rgb(frame, out)
+    write_rgb(frame, out, reformatter)
 
 
 def _in_order(clip: np.ndarray, wanted: list[int], indices: list[int]) -> torch.Tensor:
@@ -230,12 +232,13 @@ def read_video_full_decode(
         total, indices = _sample(video, num_frames, mode, rng, window)
         wanted = sorted(set(indices))
         clip: np.ndarray | None = None
+        reformatter = VideoReformatter()
         slot = count = 0
         for count, frame in enumerate(video.container.decode(video.stream), start=1):
             if slot < len(wanted) and count - 1 == wanted[slot]:
                 if clip is None:
                     clip = np.empty((len(wanted), 3, frame.height, frame.width), np.uint8)
-                _write(path, frame, clip[slot])
+                _write(path, frame, clip[slot], reformatter)
                 slot += 1
     if clip is None or slot < len(wanted):
         raise MediaError(path, f"stream ended after {count} of {total} frames")

@@ -8,7 +8,6 @@ per core, and FFmpeg's frame threads would only add start-up and flush latency t
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,17 +164,13 @@ class Decoder:
         return self.frames()
 
 
-_local = threading.local()
-
-
-def write_rgb(frame: av.VideoFrame, out: np.ndarray) -> None:
+def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:
     """Write a frame's RGB pixels into ``out``, a (3, H, W) uint8 array.
 
-    One reformatter per thread keeps swscale's converter set up across frames and clips
-    (``frame.to_ndarray`` builds one per frame, which can cost more than decoding the frame).
-    Packed ``rgb24`` it is: PyAV's planar ``gbrp`` output, which would skip the transpose, came
-    out wrong and different from call to call on some frame sizes (tested).
+    The caller keeps one ``reformatter`` per clip: ``frame.to_ndarray`` would set up swscale's
+    converter for every frame, which can cost more than decoding the frame. It lives no longer
+    than the clip on purpose: swscale runs worker threads, and a converter inherited by a forked
+    DataLoader worker waits for them forever. Packed ``rgb24`` it is: PyAV's planar ``gbrp``
+    output, which would skip the transpose, came out wrong on some frame sizes.
     """
-    reformatter = getattr(_local, "reformatter", None) or VideoReformatter()
-    _local.reformatter = reformatter
     out[:] = reformatter.reformat(frame, format="rgb24").to_ndarray().transpose(2, 0, 1)

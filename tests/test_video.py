@@ -307,3 +307,21 @@ def test_frames_are_pyav_rgb24_of_the_decoded_frames_every_time(tmp_path, size):
     for _ in range(3):
         assert torch.equal(read_video(path, 4, "uniform"), expected)
         assert torch.equal(read_video_full_decode(path, 4, "uniform"), expected)
+
+
+def test_a_forked_loader_worker_reads_after_the_parent_has(tmp_path):
+    """The parent reads a clip, then forks a DataLoader worker that reads one: no converter state
+    (and no swscale worker thread it would wait for) may cross the fork."""
+    path = write_clip(tmp_path / "clip.mp4", 20)
+
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return read_video(path, 2, "uniform")
+
+    expected = read_video(path, 2, "uniform")
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=1, num_workers=1, multiprocessing_context="fork", timeout=60)
+    for batch in loader:  # a hung worker raises after the timeout instead of blocking the test
+        assert torch.equal(batch[0], expected)
