@@ -59,9 +59,8 @@ def main() -> None:
                 row[f"{direction}_{metric}"] = [r[direction][metric] for r in results]
         rows.append(row)
 
-    print(
-        f"\n| recipe ({args.dataset} test, {len(args.seeds)} seeds) | t2v R@1 | t2v R@5 | t2v R@10 | v2t R@1 | v2t R@5 |"
-    )
+    recipe = f"recipe ({args.dataset} test, {len(args.seeds)} seeds)"
+    print(f"\n| {recipe} | t2v R@1 | t2v R@5 | t2v R@10 | v2t R@1 | v2t R@5 |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         cells = [summarise(row[k]) for k in ("t2v_R1", "t2v_R5", "t2v_R10", "v2t_R1", "v2t_R5")]

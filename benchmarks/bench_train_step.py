@@ -91,9 +91,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    print(
-        f"| model | objective | attention | s/step | clips/s |  (batch {args.batch}, {args.frames} frames, {args.device})"
-    )
+    setting = f"(batch {args.batch}, {args.frames} frames, {args.device})"
+    print(f"| model | objective | attention | s/step | clips/s |  {setting}")
     print("|---|---|---|---|---|")
     for name, overrides in MODELS.items():
         for objective in OBJECTIVES if name.startswith("demo") else list(OBJECTIVES)[:2]:

@@ -297,9 +297,8 @@ def test_action_split_files(tiny_demo_root: Path) -> None:
 def test_tokenizer_loads_with_autotokenizer_and_knows_every_word(tiny_demo_root: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer")
     assert 100 < len(tokenizer) <= 1000
-    assert [tokenizer.pad_token, tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token] == [
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-    ]  # fmt: skip
+    names = ["pad", "unk", "cls", "sep", "mask"]
+    assert [getattr(tokenizer, f"{n}_token") for n in names] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     captions = [item[1] for item in single_motion_items(tiny_demo_root)] + ["a person move left"]
     encoded = tokenizer(captions)["input_ids"]
     for caption, ids in zip(captions, encoded):

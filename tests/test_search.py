@@ -314,8 +314,9 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     assert len(lists) == 2 and all(len(hits) == 2 for hits in lists)
     chromium = shutil.which("chromium")
     if chromium:  # where a browser is installed, it renders the page without errors
-        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", (tmp_path / "r.html").as_uri()],
-                             check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+        page = (tmp_path / "r.html").as_uri()
+        headless = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page]
+        dom = subprocess.run(headless, check=False, capture_output=True, text=True, timeout=120)
         assert dom.returncode == 0 and dom.stdout.count("<img") == thumbs
 
 
