@@ -319,7 +319,7 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) -> None:
     """Same content: identical bytes for annotations, images and the tokenizer; identical decoded
     frames for videos (libx264 does not always emit the same bytes for the same frames, even
-    single-threaded, which was seen here for 1-2 clips in 60)."""
+    single-threaded)."""
     root_one = generate_demo_corpus(tmp_path / "a", seed=3, sizes=MINIMAL, workers=1, progress=False)
     root_two = generate_demo_corpus(tmp_path / "b", seed=3, sizes=MINIMAL, workers=2, progress=False)
     one, two = file_bytes(root_one), file_bytes(root_two)

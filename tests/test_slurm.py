@@ -1,7 +1,7 @@
 """experiments/slurm/pretrain.sbatch under a real (one-node, throw-away) Slurm: pre-empted by
 SIGUSR1, every rank saves the hpc checkpoint (vtr.callbacks.slurm_requeue) and the job is requeued;
 the requeued job resumes at the step it had reached and finishes. `make test-slurm` (root: it
-apt-installs and starts Slurm); `make test` runs it where it can. About 3 minutes on 2 CPU cores."""
+apt-installs and starts Slurm); `make test` runs it where it can. It takes minutes."""
 
 from __future__ import annotations
 
