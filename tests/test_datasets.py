@@ -9,8 +9,9 @@ import pickle
 import pytest
 import torch
 from helpers.media import frame_number, write_clip, write_image
+from helpers.text import word_tokenizer
 from torch.utils.data import SequentialSampler
-from transformers import AutoTokenizer, BertTokenizerFast
+from transformers import AutoTokenizer
 
 from data_modules.config import DataConfig
 from data_modules.datamodule import RetrievalDataModule
@@ -23,9 +24,7 @@ WORDS = "a the red blue circle square moves left right video of small big".split
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    vocab = tmp_path_factory.mktemp("tok") / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+    return word_tokenizer(tmp_path_factory.mktemp("tok"), WORDS)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.corpus import copy_corpus, truncate, webvid_videos
+from helpers.media import write_faststart_clip
 from helpers.runs import DEMO_RECIPE, scalars, tiny_overrides
 
 from data_modules.config import DataConfig
@@ -46,20 +47,7 @@ def test_each_kind_of_broken_file_is_a_media_error(tiny_demo_root, tmp_path):
 def test_a_truncated_mp4_whose_index_comes_first_is_unreadable_whatever_frames_are_sampled(tmp_path):
     """Such a file opens, and the frames before the cut decode: without the index check, some
     samples would read and some not (and the frame at the cut would be half decoded)."""
-    import av
-    import numpy as np
-
-    path = tmp_path / "faststart.mp4"
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "8"})
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        noise = np.random.default_rng(0)
-        for _ in range(60):
-            frame = av.VideoFrame.from_ndarray(noise.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path = write_faststart_clip(tmp_path / "faststart.mp4")
     whole = path.read_bytes()
     assert read_video(path, 4, "uniform").shape[0] == 4
     cut = tmp_path / "cut.mp4"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from helpers.media import write_clip, write_image
-from transformers import AutoTokenizer, BertTokenizerFast
+from helpers.text import word_tokenizer
+from transformers import AutoTokenizer
 
 from data_modules.config import DataConfig
 from data_modules.datamodule import RetrievalDataModule
@@ -394,9 +395,7 @@ def test_ucf101_errors(ucf101):
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    vocab = tmp_path_factory.mktemp("tok") / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "person", "yo", "apply"]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+    return word_tokenizer(tmp_path_factory.mktemp("tok"), ["a", "person", "yo", "apply"])
 
 
 def test_collator_uses_class_caption_ids(ucf101, tokenizer):

@@ -274,19 +274,8 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
     query = next(iter(captions.values()))
-    cmd = [
-        sys.executable,
-        "-m",
-        "vtr",
-        "search",
-        str(tmp_path / "index"),
-        query,
-        "-k",
-        "3",
-        "--json",
-        "--html",
-        str(tmp_path / "r.html"),
-    ]
+    search = [sys.executable, "-m", "vtr", "search", str(tmp_path / "index")]
+    cmd = [*search, query, "-k", "3", "--json", "--html", str(tmp_path / "r.html")]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     hits = json.loads(done.stdout)  # stdout is the JSON and nothing else
     expected = SearchIndex(tmp_path / "index").search([query], k=3)[0]
@@ -298,18 +287,7 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     assert len(page.images) == thumbs and all(src.startswith("data:image/jpeg;base64,") for src in page.images)
     assert page.headings == 1
     (tmp_path / "q.txt").write_text("\n".join(list(captions.values())[:2]) + "\n\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vtr",
-        "search",
-        str(tmp_path / "index"),
-        "--queries",
-        str(tmp_path / "q.txt"),
-        "-k",
-        "2",
-        "--json",
-    ]
+    cmd = [*search, "--queries", str(tmp_path / "q.txt"), "-k", "2", "--json"]
     lists = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout)
     assert len(lists) == 2 and all(len(hits) == 2 for hits in lists)
     chromium = shutil.which("chromium")
