@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ckpt(tiny_demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dual encoder trained for two steps on the tiny demo corpus."""
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     from vtr.build import run
     from vtr.config import load_config, resolve_run_dir
