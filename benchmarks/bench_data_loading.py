@@ -64,7 +64,7 @@ def clips_per_second(dataset: ClipDataset, batch_size: int, workers: int, repeat
     """
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0)
     times = []
-    for epoch in range(repeats + 1):
+    for _epoch in range(repeats + 1):
         start = time.perf_counter()
         for _ in loader:
             pass
@@ -118,9 +118,8 @@ def run(name: str, paths: list[Path], input_res: int, batch_size: int, repeats: 
 def table(rows: list[dict]) -> str:
     lines = ["| clips | reader | frames | workers | clips/s | vs full decode |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| {r['clips']} | {r['reader']} | {r['frames']} | {r['workers']} | {r['clips_per_s']:.1f} | {r['speedup']:.2f}x |"
-        )
+        cells = [r["clips"], r["reader"], r["frames"], r["workers"], f"{r['clips_per_s']:.1f}", f"{r['speedup']:.2f}x"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -47,11 +47,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         zero, tuned = row["zero_shot"], row["fine_tuned"]
-        if tuned is None:
-            line = f"| {row['dataset']} (accuracy: v2t) | {zero['num_videos']} | {cells(zero, 'v2t')} | - | - | - | {zero['seconds']:.1f} |"
+        if tuned is None:  # a classification set: zero-shot only, scored video-to-text
+            label, zero_cells, tuned_cells, seconds = "accuracy: v2t", cells(zero, "v2t"), "- | - | -", zero["seconds"]
         else:
-            line = f"| {row['dataset']} (t2v) | {zero['num_videos']} | {cells(zero, 't2v')} | {cells(tuned, 't2v')} | {tuned['seconds']:.1f} |"
-        print(line)
+            label, zero_cells, tuned_cells, seconds = "t2v", cells(zero, "t2v"), cells(tuned, "t2v"), tuned["seconds"]
+        print(f"| {row['dataset']} ({label}) | {zero['num_videos']} | {zero_cells} | {tuned_cells} | {seconds:.1f} |")
     out = ROOT / "benchmarks/results/transfer.json"
     out.write_text(json.dumps({"checkpoint": str(args.ckpt), "overrides": args.args, "rows": rows}, indent=2))
 

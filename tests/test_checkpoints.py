@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -45,21 +46,15 @@ def _inputs():
 
 
 # --- safe reading -----------------------------------------------------------------------------
-def test_foreign_config_object_is_ignored_and_weights_load(tmp_path, caplog):
+def test_foreign_config_object_is_ignored_and_weights_load(tmp_path, caplog, monkeypatch):
     """The released trainer pickles its ``parse_config.ConfigParser``: a module users lack."""
-    module_dir = tmp_path / "mod"
-    module_dir.mkdir()
-    (module_dir / "parse_config.py").write_text("class ConfigParser:\n    def __init__(self, c):\n        self.c = c\n")
-    sys.path.insert(0, str(module_dir))
-    try:
-        import parse_config
-
+    parse_config = types.ModuleType("parse_config")  # importable only while the checkpoint is written
+    exec("class ConfigParser:\n    def __init__(self, c):\n        self.c = c\n", parse_config.__dict__)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "parse_config", parse_config)
         weights = {"video_model.cls_token": torch.randn(1, 1, 8)}
         torch.save({"arch": "x", "epoch": 1, "state_dict": weights, "config": parse_config.ConfigParser({"a": 1})},
                    tmp_path / "model.pth")  # fmt: skip
-    finally:
-        sys.path.remove(str(module_dir))
-        del sys.modules["parse_config"]
     with pytest.raises(ModuleNotFoundError):  # what an unrestricted torch.load does now
         torch.load(tmp_path / "model.pth", weights_only=False)
     with caplog.at_level(logging.WARNING):
@@ -241,7 +236,7 @@ def test_stretched_temporal_embedding_when_a_recipe_builds_more_frames(released_
 # --- this project's own checkpoints -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def own_checkpoint(tiny_demo_root, tmp_path_factory):
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     from vtr.build import run
     from vtr.config import load_config, resolve_run_dir

@@ -297,9 +297,8 @@ def test_action_split_files(tiny_demo_root: Path) -> None:
 def test_tokenizer_loads_with_autotokenizer_and_knows_every_word(tiny_demo_root: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer")
     assert 100 < len(tokenizer) <= 1000
-    assert [tokenizer.pad_token, tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token] == [
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
-    ]  # fmt: skip
+    names = ["pad", "unk", "cls", "sep", "mask"]
+    assert [getattr(tokenizer, f"{n}_token") for n in names] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     captions = [item[1] for item in single_motion_items(tiny_demo_root)] + ["a person move left"]
     encoded = tokenizer(captions)["input_ids"]
     for caption, ids in zip(captions, encoded):
@@ -320,7 +319,7 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) -> None:
     """Same content: identical bytes for annotations, images and the tokenizer; identical decoded
     frames for videos (libx264 does not always emit the same bytes for the same frames, even
-    single-threaded, which was seen here for 1-2 clips in 60)."""
+    single-threaded)."""
     root_one = generate_demo_corpus(tmp_path / "a", seed=3, sizes=MINIMAL, workers=1, progress=False)
     root_two = generate_demo_corpus(tmp_path / "b", seed=3, sizes=MINIMAL, workers=2, progress=False)
     one, two = file_bytes(root_one), file_bytes(root_two)

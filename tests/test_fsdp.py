@@ -143,7 +143,7 @@ def test_fsdp2_matches_ddp_with_miles_snapshot_and_checkpoints_cross_read(tiny_d
     for key, value in ddp_state.items():
         assert fsdp_state[key].shape == value.shape, key
         # Float noise in a near-zero gradient can flip Adam's normalised update of that element,
-        # so elements may differ by a fraction of lr (measured: at most 1e-6 of a 1e-3 bias).
+        # so elements may differ by a small fraction of the learning rate.
         assert torch.allclose(fsdp_state[key], value, atol=1e-5), key
     # The EMA ran: the snapshot trails the online encoder (and equals DDP's snapshot, above).
     assert any(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import tiny_overrides
 from omegaconf import OmegaConf
-from test_training import tiny_overrides
 
 from vtr.build import build_datamodule, build_module, build_trainer, run
 from vtr.config import load_config, resolve_run_dir

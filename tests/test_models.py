@@ -122,17 +122,16 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 def test_temperature_is_fixed_by_default_and_capped_when_learnable(tmp_path):
-    from transformers import BertTokenizerFast
+    from helpers.text import word_tokenizer
 
     from vtr.config import load_config
     from vtr.models import DualEncoder
 
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "circle"]))
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "tok")
+    word_tokenizer(tmp_path, ["a", "red", "circle"]).save_pretrained(tmp_path / "tok")
     small = ["model.video.img_size=32", "model.video.width=48", "model.video.depth=1", "model.video.heads=3",
-             "model.video.pretrained=null", f"model.text.name_or_path={tmp_path / 'tok'}", "model.text.pretrained=false",
-             "model.text.width=32", "model.text.depth=1", "model.text.heads=2"]  # fmt: skip
+             "model.video.pretrained=null", f"model.text.name_or_path={tmp_path / 'tok'}",
+             "model.text.pretrained=false", "model.text.width=32", "model.text.depth=1",
+             "model.text.heads=2"]  # fmt: skip
     fixed = DualEncoder(load_config(None, small).model)
     assert not fixed.logit_scale.requires_grad and abs(fixed.scale.item() - 20.0) < 1e-4  # 1 / 0.05
     learnable = DualEncoder(load_config(None, small + ["model.learn_temperature=true"]).model)

@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers.runs import scalars, tiny_overrides
 from omegaconf import OmegaConf
-from test_training import scalars, tiny_overrides
 
 from vtr.build import build_datamodule, build_module, build_trainer
 from vtr.config import load_config

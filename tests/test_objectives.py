@@ -99,8 +99,8 @@ def test_mvm_warm_up_trains_contrastive_only_and_gives_ddp_an_exact_zero_term(ti
     (zero) gradient, which the reducer needs, and the loss is unchanged by it."""
     from pathlib import Path
 
+    from helpers.runs import tiny_overrides
     from omegaconf import OmegaConf
-    from test_training import tiny_overrides
 
     import vtr.objectives.mvm as mvm
     from vtr.config import load_config

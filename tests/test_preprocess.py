@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from test_training import tiny_overrides
+from helpers.runs import tiny_overrides
 
 from data_modules.preprocess import ERRORS_FILE, VIDEO_SUFFIXES, Settings, preprocess
 from vtr.cli import main

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers.media import frame_number, write_clip
 from helpers.runs import tiny_overrides
-from transformers import BertTokenizerFast
+from helpers.text import word_tokenizer
 
 from data_modules.datamodule import RetrievalDataModule
 from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
@@ -196,9 +196,7 @@ def test_released_tie_rules_match_the_release(seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    vocab = tmp_path_factory.mktemp("tok") / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "circle"]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), model_max_length=512)
+    return word_tokenizer(tmp_path_factory.mktemp("tok"), ["a", "red", "circle"], model_max_length=512)
 
 
 def test_unreadable_video_becomes_a_black_clip_and_is_counted(tmp_path, tokenizer) -> None:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ckpt(tiny_demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dual encoder trained for two steps on the tiny demo corpus."""
-    from test_training import tiny_overrides
+    from helpers.runs import tiny_overrides
 
     from vtr.build import run
     from vtr.config import load_config, resolve_run_dir
@@ -274,19 +274,8 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin"}
     query = next(iter(captions.values()))
-    cmd = [
-        sys.executable,
-        "-m",
-        "vtr",
-        "search",
-        str(tmp_path / "index"),
-        query,
-        "-k",
-        "3",
-        "--json",
-        "--html",
-        str(tmp_path / "r.html"),
-    ]
+    search = [sys.executable, "-m", "vtr", "search", str(tmp_path / "index")]
+    cmd = [*search, query, "-k", "3", "--json", "--html", str(tmp_path / "r.html")]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     hits = json.loads(done.stdout)  # stdout is the JSON and nothing else
     expected = SearchIndex(tmp_path / "index").search([query], k=3)[0]
@@ -298,24 +287,14 @@ def test_cli_json_queries_file_and_html_page(tiny_demo_root, ckpt, tmp_path):
     assert len(page.images) == thumbs and all(src.startswith("data:image/jpeg;base64,") for src in page.images)
     assert page.headings == 1
     (tmp_path / "q.txt").write_text("\n".join(list(captions.values())[:2]) + "\n\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vtr",
-        "search",
-        str(tmp_path / "index"),
-        "--queries",
-        str(tmp_path / "q.txt"),
-        "-k",
-        "2",
-        "--json",
-    ]
+    cmd = [*search, "--queries", str(tmp_path / "q.txt"), "-k", "2", "--json"]
     lists = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout)
     assert len(lists) == 2 and all(len(hits) == 2 for hits in lists)
     chromium = shutil.which("chromium")
     if chromium:  # where a browser is installed, it renders the page without errors
-        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", (tmp_path / "r.html").as_uri()],
-                             check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+        page = (tmp_path / "r.html").as_uri()
+        headless = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page]
+        dom = subprocess.run(headless, check=False, capture_output=True, text=True, timeout=120)
         assert dom.returncode == 0 and dom.stdout.count("<img") == thumbs
 
 

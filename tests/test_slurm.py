@@ -1,7 +1,7 @@
 """experiments/slurm/pretrain.sbatch under a real (one-node, throw-away) Slurm: pre-empted by
 SIGUSR1, every rank saves the hpc checkpoint (vtr.callbacks.slurm_requeue) and the job is requeued;
-the requeued job resumes at the step it had reached and finishes. `make test-slurm` (root: it apt-installs and starts Slurm);
-`make test` runs it where it can. About 3 minutes on 2 CPU cores."""
+the requeued job resumes at the step it had reached and finishes. `make test-slurm` (root: it
+apt-installs and starts Slurm); `make test` runs it where it can. It takes minutes."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def _tiny_args(data_root: Path, out: Path) -> str:
         "model.video.img_size=32", "model.video.patch_size=8", "model.video.width=32", "model.video.depth=1",
         "model.video.heads=2", "model.video.pretrained=null",
         f"model.text.name_or_path={data_root}/tokenizer", "model.text.pretrained=false",
-        "model.text.width=32", "model.text.depth=1", "model.text.heads=2", "model.embed_dim=16", "model.mvm.start_step=0",
+        "model.text.width=32", "model.text.depth=1", "model.text.heads=2", "model.embed_dim=16",
+        "model.mvm.start_step=0",
         "data.input_res=32", "data.batch_size=4", "data.eval_batch_size=8", "data.num_workers=0",
         "data.num_frames=2", "data.eval_num_frames=2",
         f"trainer.max_steps={MAX_STEPS}", "trainer.max_epochs=null", f"trainer.val_check_interval={VAL_EVERY}",
@@ -107,7 +108,8 @@ def test_preempted_job_is_requeued_and_resumes_where_it_stopped(cluster, tiny_de
         "sbatch", "--parsable", f"--chdir={ROOT}", f"--output={log}",
         "--nodes=1", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=15",
         str(ROOT / "experiments/slurm/pretrain.sbatch"),
-        "EXP=demo", f"DATA_ROOT={tiny_demo_root}", f"PYTHON={sys.executable}", f"ARGS={_tiny_args(tiny_demo_root, out)}",
+        "EXP=demo", f"DATA_ROOT={tiny_demo_root}", f"PYTHON={sys.executable}",
+        f"ARGS={_tiny_args(tiny_demo_root, out)}",
     ).strip().split(";")[0]  # fmt: skip
     run_dir = out / "demo_pretrain" / job  # the run folder is keyed by the job id
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from av.video.frame import PictureType
-from helpers.media import frame_number, marked_frame, write_clip, write_image
+from helpers.media import frame_number, marked_frame, write_clip, write_faststart_clip, write_image
 from torchvision import tv_tensors
 
 from data_modules import video
@@ -166,26 +166,11 @@ def test_video_duration(clips, name):
     assert video_duration(clips[name]) == pytest.approx(60 / 25)
 
 
-def _faststart_clip(path, num_frames=60):
-    """An mp4 with its index first, as web video is: a truncated copy still opens."""
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=25, options={"g": "8"})
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        noise = np.random.default_rng(0)
-        for _ in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(noise.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory, clips):
     folder = tmp_path_factory.mktemp("broken")
     whole = clips["h264-bframes.mp4"].read_bytes()
-    faststart = _faststart_clip(folder / "faststart.mp4").read_bytes()
+    faststart = write_faststart_clip(folder / "faststart.mp4").read_bytes()
     files = {
         "missing": folder / "missing.mp4",
         "empty": folder / "empty.mp4",

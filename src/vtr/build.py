@@ -123,9 +123,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
-    print(
-        f"precision: {cfg.trainer.precision} (trainer.precision; auto picks {resolve_precision('auto', cfg.trainer.accelerator)} here)"
-    )
+    auto = resolve_precision("auto", cfg.trainer.accelerator)
+    print(f"precision: {cfg.trainer.precision} (trainer.precision; auto picks {auto} here)")
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     trainer, evaluator = build_trainer(cfg, run_dir)

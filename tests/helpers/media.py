@@ -50,3 +50,18 @@ def write_clip(path: Path, num_frames: int, codec: str = "libx264", gop: int = 8
 def write_image(path: Path, size: tuple[int, int] = (40, 30), colour: tuple[int, int, int] = (200, 30, 90)) -> Path:
     Image.new("RGB", size, colour).save(path, format="JPEG")
     return path
+
+
+def write_faststart_clip(path: Path, num_frames: int = 60) -> Path:
+    """A 64x64 mp4 of noise frames with its index first, as web video is: a truncated copy still opens."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "8"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        noise = np.random.default_rng(0)
+        for _ in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(noise.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

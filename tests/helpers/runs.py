@@ -6,6 +6,9 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_RECIPE = REPO_ROOT / "experiments/pretrain/demo.yaml"  # the recipe the tiny runs shrink
+
 
 def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
     """Shrinks any recipe to seconds on a CPU; everything else in the recipe stays as it is."""

@@ -1,9 +1,9 @@
 """A throw-away one-node Slurm on this machine, for tests/test_slurm.py (and by hand).
 
-    PYTHONPATH=tests python -m helpers.slurm_cluster up DIR      # writes DIR/slurm.conf, starts munged, slurmctld, slurmd
-    SLURM_CONF=DIR/slurm.conf sbatch ...      # (`up` prints the line to export)
-    PYTHONPATH=tests python -m helpers.slurm_cluster down DIR    # stops the three daemons it started, by PID
-    PYTHONPATH=tests python -m helpers.slurm_cluster check       # exit 0 if a cluster can be tried here, else say why
+    PYTHONPATH=tests python -m helpers.slurm_cluster up DIR     # writes DIR/slurm.conf, starts munged/slurmctld/slurmd
+    SLURM_CONF=DIR/slurm.conf sbatch ...                         # (`up` prints the line to export)
+    PYTHONPATH=tests python -m helpers.slurm_cluster down DIR   # stops the three daemons it started, by PID
+    PYTHONPATH=tests python -m helpers.slurm_cluster check      # exit 0 if a cluster can be tried here, else say why
 
 Everything lives in DIR: the munge key and socket, Slurm's config, state, spool, logs and PID
 files. It needs Debian's slurmctld, slurmd, slurm-client and munge (`install()` gets them with

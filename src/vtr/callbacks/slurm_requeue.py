@@ -3,9 +3,8 @@
 Lightning's own SIGUSR1 handler (``SLURMEnvironment(auto_requeue=True)``) saves the hpc
 checkpoint from inside the signal handler on every rank. ``Trainer.save_checkpoint`` ends with a
 barrier, and a signal handler runs wherever each process happens to be: one rank can enter that
-barrier while another is still in the step's gradient all-reduce. Under gloo this hung the
-handler (no checkpoint, no requeue) in one of our first runs under a real Slurm
-(tests/test_slurm.py).
+barrier while another is still in the step's gradient all-reduce, and the two collectives then
+wait on each other: under gloo the handler hangs, with no checkpoint and no requeue.
 
 This callback installs its handler first (in ``setup``, before Lightning registers its own, which
 it then does not), and the handler only sets a flag. After each training batch every rank

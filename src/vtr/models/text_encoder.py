@@ -3,7 +3,7 @@
 The sentence feature is the first ([CLS]) hidden state, as in Frozen and MILES; BERT's pooler
 output (``pooling=pooler``), as released Frozen-in-Time models with BERT use; or the mean over
 real tokens (``pooling=mean``): a randomly initialised post-LN BERT's [CLS] output is nearly the
-same for every caption (cosine 0.9999 between captions, measured on the demo), so a model
+same for every caption (cosine about 0.9999 between any two captions), so a model
 trained from scratch learns far faster from the mean. The features and their padding mask are
 kept for MASCOT's text-conditioned completion decoder. ``pretrained=False`` builds a randomly
 initialised encoder of the configured size around the folder's tokenizer: that is how the demo

@@ -46,9 +46,8 @@ def run_index(args: argparse.Namespace) -> int:
     if report is None:  # not rank 0
         return 0
     resumed = f", {report.resumed} taken over from an interrupted run" if report.resumed else ""
-    print(
-        f"{report.embedded} clips embedded: {report.added} files added{resumed}, {report.dropped} dropped (removed or changed)"
-    )
+    dropped = f"{report.dropped} dropped (removed or changed)"
+    print(f"{report.embedded} clips embedded: {report.added} files added{resumed}, {dropped}")
     print(f"index {args.out}: {report.entries} clips; {len(report.errors)} files skipped as unreadable")
     for error in report.errors:
         print(f"  skipped {error['path']}: {error['reason']}")

@@ -102,8 +102,8 @@ def build_index(
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_clips,
                             persistent_workers=False, shuffle=False)  # fmt: skip
         callbacks = [writer] + ([ClipRate(len(clips))] if progress else [])
-        trainer = L.Trainer(**trainer_options(overrides), logger=False, callbacks=callbacks,
-                            enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+        quiet = {"enable_progress_bar": False, "enable_checkpointing": False, "enable_model_summary": False}
+        trainer = L.Trainer(**trainer_options(overrides), logger=False, callbacks=callbacks, **quiet)
         trainer.predict(ClipEmbedder(loaded.model.eval()), dataloaders=loader, return_predictions=False)
         trainer.strategy.barrier("index")  # every rank's chunks are written before rank 0 commits
         if not trainer.is_global_zero:

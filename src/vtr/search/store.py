@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -34,13 +35,18 @@ class IndexMismatch(ValueError):
     """The index was built with another checkpoint or other settings."""
 
 
-def _write_atomic(path: Path, write) -> None:
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` fills a temporary file, which is synced and renamed over ``path``: readers see the old or new file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _write_atomic(path, lambda f: f.write(json.dumps(value).encode()))
 
 
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -53,9 +59,8 @@ class IndexStore:
         self.folder = Path(folder)
         self.manifest_path = self.folder / "manifest.json"
         self.pending = self.folder / "pending"
-        self.recorded: dict[
-            str, Any
-        ] = {}  # set by ``open``: checkpoint, folder, tokenizer, recorded at the next commit
+        # set by ``open``: checkpoint, folder, tokenizer, recorded at the next commit
+        self.recorded: dict[str, Any] = {}
 
     def exists(self) -> bool:
         return self.manifest_path.is_file()
@@ -98,11 +103,11 @@ class IndexStore:
             self.manifest_path.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.exists():
-            empty = {"format": FORMAT, "identity": identity, **self.recorded, "dim": dim, "generation": 0, "embeddings": None,
-                     "files": {}, "entries": [], "errors": []}  # fmt: skip
-            _write_atomic(self.manifest_path, lambda f: f.write(json.dumps(empty).encode()))
+            empty = {"format": FORMAT, "identity": identity, **self.recorded, "dim": dim, "generation": 0,
+                     "embeddings": None, "files": {}, "entries": [], "errors": []}  # fmt: skip
+            _write_json(self.manifest_path, empty)
         self.pending.mkdir(exist_ok=True)
-        _write_atomic(self.pending / "identity.json", lambda f: f.write(json.dumps({"identity": identity}).encode()))
+        _write_json(self.pending / "identity.json", {"identity": identity})
 
     # ------------------------------------------------------------------ chunks
     def write_chunk(
@@ -133,9 +138,12 @@ class IndexStore:
         window is listed in ``errors`` instead. Returns counts: rows ``embedded`` (added to the
         matrix), files ``added``, files ``dropped`` (removed or changed), ``entries``, ``errors``."""
         old = self.manifest()
-        current = lambda path, size, mtime_ns: (
-            (p := present.get(path)) is not None and (p.size, p.mtime_ns) == (size, mtime_ns)
-        )
+
+        def current(path: str, size: int, mtime_ns: int) -> bool:
+            """The file is still there with the size and modification time it was embedded with."""
+            stat = present.get(path)
+            return stat is not None and (stat.size, stat.mtime_ns) == (size, mtime_ns)
+
         rows, chunk_embs, chunk_errors = self._chunks() if self.pending.is_dir() else ([], [], [])
         errors = {
             e["path"]: e
@@ -184,9 +192,9 @@ class IndexStore:
         generation = old["generation"] + 1
         name = f"embeddings-{generation}.npy"
         self._write_matrix(name, old, keep, chunk_embs, picked)
-        manifest = {**old, **self.recorded, "generation": generation, "embeddings": name, "files": files, "entries": entries,
-                    "errors": error_list}  # fmt: skip
-        _write_atomic(self.manifest_path, lambda f: f.write(json.dumps(manifest).encode()))
+        manifest = {**old, **self.recorded, "generation": generation, "embeddings": name, "files": files,
+                    "entries": entries, "errors": error_list}  # fmt: skip
+        _write_json(self.manifest_path, manifest)
         if old["embeddings"]:
             (self.folder / old["embeddings"]).unlink(missing_ok=True)
         self._clear_chunks()
