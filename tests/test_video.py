@@ -307,6 +307,8 @@ def test_a_forked_loader_worker_reads_after_the_parent_has(tmp_path):
             return read_video(path, 2, "uniform")
 
     expected = read_video(path, 2, "uniform")
-    loader = torch.utils.data.DataLoader(Clips(), batch_size=1, num_workers=1, multiprocessing_context="fork", timeout=60)
+    loader = torch.utils.data.DataLoader(
+        Clips(), batch_size=1, num_workers=1, multiprocessing_context="fork", timeout=60
+    )
     for batch in loader:  # a hung worker raises after the timeout instead of blocking the test
         assert torch.equal(batch[0], expected)
