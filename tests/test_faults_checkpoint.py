@@ -16,7 +16,7 @@ import torch
 from helpers.runs import DEMO_RECIPE, tiny_overrides
 
 from vtr.build import build_datamodule, build_module, build_trainer
-from vtr.checkpoint_io import AtomicCheckpointIO
+from vtr.checkpoints.atomic_io import AtomicCheckpointIO
 from vtr.config import load_config
 
 
@@ -38,7 +38,7 @@ def test_nan_weights_are_never_written_over_a_checkpoint(tiny_demo_root, tmp_pat
 _SAVER = textwrap.dedent(
     """
     import sys, os, signal, torch
-    from vtr.checkpoint_io import AtomicCheckpointIO
+    from vtr.checkpoints.atomic_io import AtomicCheckpointIO
     path, crash_before_rename = sys.argv[1], sys.argv[2] == "1"
     start = torch.load(path, weights_only=True)["version"] if os.path.exists(path) else 0
     if crash_before_rename:  # every byte of the new version written, killed before the rename

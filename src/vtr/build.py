@@ -23,8 +23,8 @@ from .callbacks.snapshot_ema import SnapshotEMA
 from .callbacks.tensorboard_images import TensorBoardImages
 from .callbacks.tensorboard_layout import ScalarsLayout
 from .callbacks.throughput import Throughput
-from .checkpoint_io import AtomicCheckpointIO
 from .checkpoints import load_image_vit, load_into_module
+from .checkpoints.atomic_io import AtomicCheckpointIO
 from .config import ConfigError, resolve_run_dir
 from .modules.retrieval import VideoTextModule
 from .precision import resolve_precision
