@@ -26,13 +26,17 @@ from vtr.checkpoints import CheckpointMismatch, load_checkpoint, read_checkpoint
 from vtr.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER = ROOT / "data/demo/tokenizer"
 CAPTIONS = ["a red circle moves left", "a", "two blue squares and a green triangle rotate slowly"]
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(TOKENIZER)
+def tokenizer_dir(tiny_demo_root) -> Path:
+    return tiny_demo_root / "tokenizer"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir):
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
 
 
 def _text(tokenizer) -> dict:
@@ -129,18 +133,20 @@ LAYOUTS = [  # (projection name, text family, module. prefix)
 
 
 @pytest.mark.parametrize("proj, family, prefix", LAYOUTS)
-def test_released_checkpoints_load_and_match_the_reference(proj, family, prefix, tokenizer, tmp_path, caplog):
+def test_released_checkpoints_load_and_match_the_reference(
+    proj, family, prefix, tokenizer, tokenizer_dir, tmp_path, caplog
+):
     text_model = tiny_text_model(family, len(tokenizer))
     ckpt = released_checkpoint(text_model, proj, prefix)
     torch.save(ckpt, tmp_path / "released.pth")
     with caplog.at_level(logging.WARNING):
-        loaded = load_checkpoint(tmp_path / "released.pth", text_model=str(TOKENIZER))
+        loaded = load_checkpoint(tmp_path / "released.pth", text_model=str(tokenizer_dir))
     assert "filled in project-only parts" in caplog.text and "logit_scale" in caplog.text
     cfg = loaded.model_config
     assert (cfg["video"]["width"], cfg["video"]["depth"], cfg["video"]["img_size"], cfg["video"]["num_frames"]) == (
         128, 2, 32, 4)  # fmt: skip
     assert cfg["text"]["model_type"] == family and cfg["video"]["block_wiring"] == "released"
-    assert loaded.tokenizer == str(TOKENIZER) and len(loaded.weights_hash) == 64
+    assert loaded.tokenizer == str(tokenizer_dir) and len(loaded.weights_hash) == 64
     model = loaded.model
     assert not model.training
     pooler = proj == "txt_proj" and family == "bert"
@@ -154,16 +160,16 @@ def test_released_checkpoints_load_and_match_the_reference(proj, family, prefix,
             assert (t.double() - t_ref).abs().max() <= 1e-4
 
 
-def test_load_model_is_importable_from_the_package_and_round_trips_through_convert(tokenizer, tmp_path):
+def test_load_model_is_importable_from_the_package_and_round_trips_through_convert(tokenizer, tokenizer_dir, tmp_path):
     from vtr import load_model
 
     text_model = tiny_text_model("distilbert", len(tokenizer))
     ckpt = released_checkpoint(text_model, "text_proj", True)
     torch.save(ckpt, tmp_path / "miles.pth")
     out = tmp_path / "conv" / "miles.safetensors"
-    assert main(["convert", str(tmp_path / "miles.pth"), str(out), f"--text-model={TOKENIZER}"]) == 0
+    assert main(["convert", str(tmp_path / "miles.pth"), str(out), f"--text-model={tokenizer_dir}"]) == 0
     assert out.is_file() and out.with_suffix(".json").is_file()
-    a = load_checkpoint(tmp_path / "miles.pth", text_model=str(TOKENIZER))
+    a = load_checkpoint(tmp_path / "miles.pth", text_model=str(tokenizer_dir))
     b = load_checkpoint(out)
     assert a.weights_hash == b.weights_hash and b.model_config == a.model_config
     text, video = _text(tokenizer), _inputs()[0]
@@ -173,14 +179,14 @@ def test_load_model_is_importable_from_the_package_and_round_trips_through_conve
         assert torch.equal(a.model.embed_text(text)[0], model.embed_text(text)[0])
 
 
-def test_missing_and_misshaped_keys_are_listed(tokenizer, tmp_path):
+def test_missing_and_misshaped_keys_are_listed(tokenizer, tokenizer_dir, tmp_path):
     text_model = tiny_text_model("distilbert", len(tokenizer))
     ckpt = released_checkpoint(text_model, "text_proj", False)
     del ckpt["state_dict"]["video_model.blocks.1.timeattn.proj.weight"]
     ckpt["state_dict"]["text_proj.1.bias"] = torch.zeros(5)
     torch.save(ckpt, tmp_path / "bad.pth")
     with pytest.raises(CheckpointMismatch) as err:
-        load_checkpoint(tmp_path / "bad.pth", text_model=str(TOKENIZER))
+        load_checkpoint(tmp_path / "bad.pth", text_model=str(tokenizer_dir))
     assert "missing: video.blocks.1.attn_time.proj.weight" in str(err.value)
     assert "shape mismatch: text_proj.1.bias (5,) vs (24,)" in str(err.value)
 
@@ -296,12 +302,12 @@ def _flat(tree: dict, prefix: str = ""):
 
 # --- text tower sizes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
-def test_random_init_text_encoder_has_the_configured_sizes(family):
+def test_random_init_text_encoder_has_the_configured_sizes(family, tokenizer_dir):
     from vtr.config import TextEncoderConfig
     from vtr.models.text_encoder import TextEncoder
 
     sizes = dict(width=48, depth=3, heads=4)
-    cfg = TextEncoderConfig(name_or_path=str(TOKENIZER), pretrained=False, model_type=family, **sizes)
+    cfg = TextEncoderConfig(name_or_path=str(tokenizer_dir), pretrained=False, model_type=family, **sizes)
     model = TextEncoder(cfg).model
     if family == "bert":
         layers = model.encoder.layer
