@@ -58,7 +58,7 @@ def main() -> None:
         experiment = f"ablation_{args.name}_{recipe.stem}"
         runs = [run_one(args.task, recipe, seed, experiment, args.args) for seed in args.seeds]
         row = {"recipe": recipe.stem, "seeds": args.seeds, "wall_seconds": [wall for _, wall in runs]}
-        for dataset in runs[0][0]:
+        for dataset in [name for name, res in runs[0][0].items() if isinstance(res, dict) and "t2v" in res]:
             for direction in ("t2v", "v2t"):
                 for metric in METRICS:
                     row[f"{dataset}/{direction}_{metric}"] = [test[dataset][direction][metric] for test, _ in runs]
