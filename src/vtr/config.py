@@ -58,6 +58,9 @@ class TextEncoderConfig:
     depth: int = 12
     heads: int = 12
     grad_checkpointing: bool = False
+    # a pre-trained tower kept as it is (weights fixed, dropout off), only the projection trains:
+    # language knowledge from step 0 at the cost of a forward pass (LiT's locked text tower)
+    freeze: bool = False
 
 
 @dataclass
@@ -292,6 +295,8 @@ def validate(cfg: DictConfig) -> None:
             "config keys 'model.mvm.enabled' and 'model.mascot.enabled': MASCOT's completion replaces MILES' "
             "masked modeling (both regress the snapshot's features); enable one"
         )
+    if cfg.model.text.freeze and not cfg.model.text.pretrained:
+        raise ConfigError("config key 'model.text.freeze': a randomly initialised text tower would stay random")
     video = cfg.model.video
     if video.img_size % video.patch_size:
         raise ConfigError("config key 'model.video.img_size': must be a multiple of model.video.patch_size")

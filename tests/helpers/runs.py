@@ -26,6 +26,7 @@ def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
         "model.text.width=32",
         "model.text.depth=1",
         "model.text.heads=2",
+        "model.text.freeze=false",  # a recipe's frozen pre-trained tower becomes a random one here
         "model.embed_dim=16",
         "model.mvm.start_step=0",  # MVM (where a recipe has it) from the first of these few steps
         # the literal MILES objective (the contrastive loss on the masked clip, layer-normed token

@@ -59,7 +59,17 @@ class TextEncoder(nn.Module):
             self.model.pooler = None  # unused; unused parameters would break DDP
         if cfg.grad_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.frozen = cfg.freeze
+        if self.frozen:
+            self.model.requires_grad_(False).eval()
         self.width = self.model.config.hidden_size
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """A frozen tower stays in eval mode (no dropout) while the rest of the model trains."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextEncoderOutput:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
