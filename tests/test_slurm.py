@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.runs import tiny_overrides
 from helpers.slurm_cluster import SlurmCluster, install, why_not_startable
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -48,20 +49,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _tiny_args(data_root: Path, out: Path) -> str:
-    """tests/test_training.py's tiny model, DDP over gloo on 2 CPU processes."""
-    return " ".join([
-        f"output_dir={out}",
-        "model.video.img_size=32", "model.video.patch_size=8", "model.video.width=32", "model.video.depth=1",
-        "model.video.heads=2", "model.video.pretrained=null",
-        f"model.text.name_or_path={data_root}/tokenizer", "model.text.pretrained=false",
-        "model.text.width=32", "model.text.depth=1", "model.text.heads=2", "model.embed_dim=16",
-        "model.mvm.start_step=0",
-        "data.input_res=32", "data.batch_size=4", "data.eval_batch_size=8", "data.num_workers=0",
-        "data.num_frames=2", "data.eval_num_frames=2",
-        f"trainer.max_steps={MAX_STEPS}", "trainer.max_epochs=null", f"trainer.val_check_interval={VAL_EVERY}",
-        "trainer.check_val_every_n_epoch=null", "trainer.accelerator=cpu", "trainer.strategy=ddp",
-        "trainer.precision=32-true", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    ])  # fmt: skip
+    """The tests' tiny run (helpers.runs.tiny_overrides), DDP over gloo on the job's 2 CPU tasks,
+    validating (and so checkpointing) every VAL_EVERY steps."""
+    sized_by_the_job = ("trainer.devices=", "trainer.strategy=", "trainer.val_check_interval=")
+    tiny = [arg for arg in tiny_overrides(data_root, out, steps=MAX_STEPS) if not arg.startswith(sized_by_the_job)]
+    return " ".join([*tiny, "trainer.strategy=ddp", f"trainer.val_check_interval={VAL_EVERY}"])
 
 
 def _train_steps_by_process(run_dir: Path) -> list[list[int]]:
