@@ -127,3 +127,31 @@ def test_two_process_ddp_training_runs(recipe, extra, tiny_demo_root, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
+
+
+def test_validation_finishes_when_one_ranks_held_out_batch_is_unreadable(tiny_demo_root, tmp_path):
+    """``val/mvm_heldout`` is reduced across ranks: a rank whose first validation batch has no
+    readable clip must still take part, or the other rank waits for it forever."""
+    import math
+    import subprocess
+    import sys
+
+    from helpers.corpus import copy_corpus, truncate
+    from helpers.runs import scalars, tiny_overrides
+
+    from data_modules.config import DataConfig
+    from data_modules.readers import READERS
+
+    root = copy_corpus(tiny_demo_root, tmp_path)
+    val = READERS["webvid"](root / "webvid", "val", DataConfig())
+    for record in (val[1], val[3]):  # rank 1's first batch of 2: the distributed sampler deals 1, 3, 5, ...
+        truncate(record.path)
+    args = tiny_overrides(root, tmp_path / "out", steps=2) + [
+        "trainer.devices=2", "trainer.strategy=ddp", "data.val=[webvid]", "data.test=[]",
+        "data.eval_batch_size=2", "model.mvm.start_step=0"]  # fmt: skip
+    cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", "experiments/pretrain/demo.yaml", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = scalars(next((tmp_path / "out").glob("*/version_0")))
+    assert logged["data/skipped_val_webvid"] == [2]
+    assert len(logged["val/mvm_heldout"]) == 1 and math.isfinite(logged["val/mvm_heldout"][0])  # rank 0's batch

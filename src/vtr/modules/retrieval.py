@@ -177,12 +177,15 @@ class VideoTextModule(FaultTolerantModule):
     def _log_mvm_heldout(self, batch: dict[str, Any]) -> None:
         """``val/mvm_heldout``: the MVM loss on the first batch of the first validation set, with
         masks drawn from ``seed`` alone, so every validation scores the same clips and masks and
-        the curve shows learning, not sampling noise."""
+        the curve shows learning, not sampling noise. The value is reduced across ranks, so a rank
+        whose batch has no readable clip logs a zero of weight zero: it must take part in the
+        reduction, and adds nothing to the mean."""
         video = batch["video"]
-        if not video.shape[0]:  # every clip of the batch was unreadable
-            return
-        generator = torch.Generator().manual_seed(self.cfg.seed)
-        loss = self.mvm.masked_modeling(video, self.model, self.snapshot, generator)[1]
+        if video.shape[0]:
+            generator = torch.Generator().manual_seed(self.cfg.seed)
+            loss = self.mvm.masked_modeling(video, self.model, self.snapshot, generator)[1]
+        else:  # every clip of the batch was unreadable
+            loss = video.new_zeros((), dtype=torch.float32)
         self.log("val/mvm_heldout", loss, batch_size=video.shape[0], sync_dist=True, add_dataloader_idx=False)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
