@@ -143,10 +143,12 @@ def test_a_frozen_text_tower_keeps_its_weights_and_its_dropout_off(tiny_demo_roo
             "data.val=[]", "data.test=[]"]  # fmt: skip
         cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides)
         encoder = TextEncoder(cfg.model.text).train()
-        assert encoder.model.training is not freeze and encoder.model.encoder.layer[0].output.dropout.training is not freeze
+        dropout = encoder.model.encoder.layer[0].output.dropout
+        assert encoder.model.training is not freeze and dropout.training is not freeze
         run(cfg)
         state = torch.load(resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt", weights_only=True)
-        return {k[len("model.text.model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.text.model.")}
+        prefix = "model.text.model."
+        return {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
 
     frozen, trained = trained_tower(True), trained_tower(False)
     assert frozen.keys() == {k for k in pretrained if not k.startswith("pooler.")}
