@@ -49,7 +49,7 @@ class Released(nn.Module):
                        num_frames=frames, attention_style="frozen-in-time")  # fmt: skip
         self.vit.head, self.vit.pre_logits = nn.Identity(), nn.Identity()
         for p in self.vit.parameters():  # random temporal branches too, so the wiring matters
-            nn.init.normal_(p, std=0.05) if p.dim() > 1 else nn.init.normal_(p, mean=0.0, std=0.05)
+            nn.init.normal_(p, std=0.05)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.vit.forward_features(video)
