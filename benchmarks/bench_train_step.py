@@ -2,10 +2,12 @@
 
 Rows: model (the demo model, ViT-S/16 + a 6-layer 384-wide BERT, ViT-B/16 + DistilBERT-sized
 with ``--vit-b``; random init) x precision (fp32, bf16 autocast) x objective (contrastive, MILES
-masked visual modeling). ``--compile`` adds demo rows with ``model.compile`` on and off (the first, compiling
-step's time reported separately). The optimizer is the module's own (``configure_optimizers``).
+masked visual modeling). ``--images N`` adds N images (1-frame clips, the CC3M part) to every
+step's batch of videos, as the demo recipe trains on both. ``--compile`` adds demo rows with
+``model.compile`` on and off (the first, compiling step's time reported separately). The
+optimizer is the module's own (``configure_optimizers``).
 
-    python benchmarks/bench_train_step.py [--batch 2] [--frames 4] [--steps 3] [--vit-b] [--compile]
+    python benchmarks/bench_train_step.py [--batch 2] [--frames 4] [--images 0] [--steps 3] [--vit-b] [--compile]
 """
 
 from __future__ import annotations
@@ -53,19 +55,21 @@ def make_module(overrides: list[str], objective: str, tokenizer: Path, device: s
 
 
 def step_seconds(
-    module: VideoTextModule, batch: int, frames: int, steps: int, device: str, bf16: bool
+    module: VideoTextModule, batch: int, frames: int, images: int, steps: int, device: str, bf16: bool
 ) -> tuple[float, float]:
     """Median seconds per step after the first, and the first step's seconds (compilation)."""
     res = module.model.video.patch_embed.img_size[0]
-    data = {
-        "webvid": {
-            "video": torch.randn(batch, frames, 3, res, res, device=device),
+
+    def part(size: int, num_frames: int) -> dict:
+        return {
+            "video": torch.randn(size, num_frames, 3, res, res, device=device),
             "text": {
-                "input_ids": torch.randint(5, 100, (batch, 24), device=device),
-                "attention_mask": torch.ones(batch, 24, dtype=torch.long, device=device),
+                "input_ids": torch.randint(5, 100, (size, 24), device=device),
+                "attention_mask": torch.ones(size, 24, dtype=torch.long, device=device),
             },
         }
-    }
+
+    data = {"webvid": part(batch, frames)} | ({"cc3m": part(images, 1)} if images else {})
     optimizer = module.optimizer
     times = []
     for _ in range(steps + 1):  # the first step warms up (and compiles)
@@ -87,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--images", type=int, default=0, help="images (1-frame clips) per step besides the videos")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--vit-b", action="store_true", help="also the ViT-B/16 + DistilBERT-sized model")
@@ -104,15 +109,17 @@ def main() -> None:
         configs += [("demo", "fp32", "contrastive", c) for c in (False, True)]
     rows = []
     print(f"| model | precision | objective | compile | s/step | clips/s | first step s |  "
-          f"(batch {args.batch}, {args.frames} frames, {args.device})")  # fmt: skip
+          f"(batch {args.batch} videos of {args.frames} frames + {args.images} images, {args.device})")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for name, precision, objective, compiled in configs:
         torch.manual_seed(0)
         overrides = [*MODELS[name], f"model.compile={str(compiled).lower()}"]
         module = make_module(overrides, objective, args.tokenizer, args.device)
-        seconds, first = step_seconds(module, args.batch, args.frames, args.steps, args.device, precision == "bf16")
+        seconds, first = step_seconds(
+            module, args.batch, args.frames, args.images, args.steps, args.device, precision == "bf16"
+        )
         row = {"model": name, "precision": precision, "objective": objective, "compile": compiled,
-               "seconds_per_step": seconds, "clips_per_second": args.batch / seconds,
+               "seconds_per_step": seconds, "clips_per_second": (args.batch + args.images) / seconds,
                "first_step_seconds": first}  # fmt: skip
         rows.append(row)
         print(f"| {name} | {precision} | {objective} | {compiled} | {seconds:.3f} | {row['clips_per_second']:.2f} "
@@ -121,6 +128,7 @@ def main() -> None:
     meta = {
         "batch": args.batch,
         "frames": args.frames,
+        "images": args.images,
         "steps": args.steps,
         "device": args.device,
         "threads": torch.get_num_threads(),

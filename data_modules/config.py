@@ -26,6 +26,10 @@ class DataConfig:
     batch_size: int = 32  # per device and per training dataset
     eval_batch_size: int = 32
     num_workers: int = 4
+    # Niceness of the loader workers (0-19). null: 19 when the model computes on the CPU, so the
+    # workers decode in the time the model's threads leave idle instead of pre-empting them, 0 on
+    # a GPU (where the workers are what the CPU is for)
+    worker_nice: int | None = None
     max_text_length: int = 32
     msrvtt_train_list: str = "9k"  # 9k | 7k
     msrvtt_test_captions: str = "jsfusion"  # jsfusion (1k-A, one caption a video) | all

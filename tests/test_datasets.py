@@ -3,18 +3,22 @@ readers are tested in test_readers.py)."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import pickle
+import random
 
 import pytest
 import torch
 from helpers.media import frame_number, write_clip, write_image
 from helpers.text import word_tokenizer
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import SequentialSampler
 from transformers import AutoTokenizer
 
 from data_modules.config import DataConfig
-from data_modules.datamodule import RetrievalDataModule
+from data_modules.datamodule import RetrievalDataModule, WorkerInit
 from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
 from data_modules.resumable import ResumableSampler
 from data_modules.video import build_transform
@@ -156,3 +160,38 @@ def test_data_module_subsets_and_unknown_names(tiny_demo_root):
         RetrievalDataModule(DataConfig(root=str(tiny_demo_root), input_res=32, train=["kinetics"]), tokenizer).setup(
             "fit"
         )
+
+
+class _WorkerProbe(torch.utils.data.Dataset):
+    """What a loader worker sees: its niceness and the first draws of its global RNGs."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> tuple[int, float, float]:
+        return os.getpriority(os.PRIO_PROCESS, 0), random.random(), torch.rand(()).item()
+
+
+def _first_item_of_a_worker(init) -> tuple[int, float, float]:
+    loader = torch.utils.data.DataLoader(
+        _WorkerProbe(), batch_size=None, num_workers=1, worker_init_fn=init, generator=torch.Generator().manual_seed(3)
+    )
+    return next(iter(loader))
+
+
+def test_loader_workers_yield_the_cpu_and_are_seeded_as_lightning_seeds_them(tiny_demo_root, monkeypatch):
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")  # as seed_everything(workers=True) sets it
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    nice, *draws = _first_item_of_a_worker(WorkerInit(19, rank=0))
+    assert nice == min(base + 19, 19)
+    lightning_nice, *lightning_draws = _first_item_of_a_worker(functools.partial(pl_worker_init_function, rank=0))
+    assert draws == lightning_draws and lightning_nice == base
+    assert _first_item_of_a_worker(WorkerInit(0, rank=0))[0] == base
+    # data.worker_nice=null: 19 for a model on the CPU (no trainer attached: no GPU here); out of range: an error
+    tokenizer = AutoTokenizer.from_pretrained(tiny_demo_root / "tokenizer")
+    auto = RetrievalDataModule(DataConfig(root=str(tiny_demo_root), input_res=32), tokenizer)
+    assert auto.cfg.worker_nice is None and auto._worker_init().nice == (0 if torch.cuda.is_available() else 19)
+    with pytest.raises(ValueError, match="data.worker_nice=20"):
+        RetrievalDataModule(
+            DataConfig(root=str(tiny_demo_root), input_res=32, worker_nice=20), tokenizer
+        )._worker_init()

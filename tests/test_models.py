@@ -68,17 +68,18 @@ def _reference_attention(attn: SpaceTimeAttention, x, frames, axis):
     return attn.proj(out), weights[:, :, 0, 1:].mean(1)
 
 
+@pytest.mark.parametrize("frames", [3, 1])  # 1: an image, which takes the shortcuts for one frame
 @pytest.mark.parametrize("axis", ["space", "time"])
-def test_divided_attention_matches_masked_full_attention(axis):
+def test_divided_attention_matches_masked_full_attention(axis, frames):
     torch.manual_seed(0)
     attn = SpaceTimeAttention(24, 3)
-    x = torch.randn(2, 1 + 3 * 5, 24)
-    out, cls_attn = attn(x, 3, axis, return_cls_attn=True)
-    ref_out, ref_attn = _reference_attention(attn, x, 3, axis)
+    x = torch.randn(2, 1 + frames * 5, 24)
+    out, cls_attn = attn(x, frames, axis, return_cls_attn=True)
+    ref_out, ref_attn = _reference_attention(attn, x, frames, axis)
     assert torch.allclose(out, ref_out, atol=1e-5)
     assert torch.allclose(cls_attn, ref_attn, atol=1e-6)
     attn.fused = False
-    assert torch.allclose(attn(x, 3, axis)[0], ref_out, atol=1e-5)
+    assert torch.allclose(attn(x, frames, axis)[0], ref_out, atol=1e-5)
 
 
 def test_mask_token_replaces_hidden_patches_only():
@@ -141,15 +142,51 @@ def test_temperature_is_fixed_by_default_and_capped_when_learnable(tmp_path):
     assert abs(learnable.scale.item() - 100.0) < 1e-3
 
 
+@pytest.mark.parametrize("frames", [4, 1])
 @pytest.mark.parametrize("axis", ["space", "time"])
-def test_divided_attention_under_cpu_bf16_autocast_matches_the_fp32_reference(axis):
+def test_divided_attention_under_cpu_bf16_autocast_matches_the_fp32_reference(axis, frames):
     """bf16 on a CPU takes the explicit attention path; it must compute the same function."""
     torch.manual_seed(0)
     attn = SpaceTimeAttention(32, 2)
-    x = torch.randn(2, 1 + 4 * 9, 32)
+    x = torch.randn(2, 1 + frames * 9, 32)
     with torch.autocast("cpu", torch.bfloat16):
-        out, cls_attn = attn(x, 4, axis, return_cls_attn=True)
-    ref_out, ref_attn = _reference_attention(attn, x, 4, axis)
+        out, cls_attn = attn(x, frames, axis, return_cls_attn=True)
+    ref_out, ref_attn = _reference_attention(attn, x, frames, axis)
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref_out).abs().max() < 3e-2 * ref_out.abs().max()
     assert torch.allclose(cls_attn, ref_attn, atol=2e-3)
+
+
+def test_stacked_views_equal_separate_forward_passes(tmp_path):
+    """``embed_video_views`` runs the masked and unmasked clips as one batch; embeddings, tokens and
+    gradients must be those of one forward pass per view."""
+    from helpers.text import word_tokenizer
+
+    from vtr.config import load_config
+    from vtr.models import DualEncoder
+
+    word_tokenizer(tmp_path, ["a"]).save_pretrained(tmp_path / "tok")
+    small = ["model.video.img_size=32", "model.video.patch_size=8", "model.video.width=48", "model.video.depth=2",
+             "model.video.heads=3", "model.video.pretrained=null", f"model.text.name_or_path={tmp_path / 'tok'}",
+             "model.text.pretrained=false", "model.text.width=32", "model.text.depth=1",
+             "model.text.heads=2"]  # fmt: skip
+    torch.manual_seed(0)
+    model = DualEncoder(load_config(None, small).model).double()
+    for frames in (2, 1):
+        video = torch.randn(3, frames, 3, 32, 32, dtype=torch.float64)
+        mask = torch.rand(3, frames * 16) < 0.5
+        views = model.embed_video_views(video, [mask, None])
+        separate = [model.embed_video(video, mask=mask), model.embed_video(video)]
+        for (emb, out), (ref_emb, ref_out) in zip(views, separate, strict=True):
+            assert torch.allclose(emb, ref_emb, atol=1e-12) and torch.allclose(out.tokens, ref_out.tokens, atol=1e-12)
+        weights = torch.randn(2, 3, model.video_proj.out_features, dtype=torch.float64)
+
+        def grads(pairs, weights=weights):
+            model.zero_grad()
+            sum((w * emb).sum() + out.tokens.square().mean() for w, (emb, out) in zip(weights, pairs)).backward()
+            return [p.grad.clone() for p in model.video.parameters() if p.grad is not None]
+
+        stacked = grads(model.embed_video_views(video, [mask, None]))
+        one_by_one = grads([model.embed_video(video, mask=mask), model.embed_video(video)])
+        assert len(stacked) == len(one_by_one) > 0
+        assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(stacked, one_by_one, strict=True))

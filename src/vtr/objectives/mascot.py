@@ -141,27 +141,29 @@ class Mascot(Objective):
         measure: bool = False,
     ) -> ObjectiveOutput:
         """The high-informed masked view (``contrastive``), the low-informed one
-        (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, a
-        second forward with gradients), and the completion loss."""
+        (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, with
+        gradients; every view in one stacked forward pass), and the completion loss."""
         m = self.cfg
         snap = snapshot_forward(snapshot, video, with_attention=m.masking == "attention")
         target = regression_targets(snap, encoder, self.target)
         masks = self.draw_masks(video, snap.cls_attn, encoder.video.patch_embed.grid_size, generator)
         informed, high_mask, low_mask = (mask.flatten(1) for mask in masks)
 
-        emb_high, out_high = encoder.embed_video(video, mask=high_mask)
+        # Every view of the clips in one forward pass: high-informed, [low-informed], [unmasked].
+        stacked = encoder.embed_video_views(video, [high_mask] + [low_mask] * m.dual_mask + [None] * m.full_view)
+        emb_high, out_high = stacked.pop(0)
         completion = [self._complete(out_high.tokens[:, 1:], high_mask, informed, target, text)]
         views = {"contrastive": emb_high}
         weights = {"contrastive": 1.0, "completion": m.completion_weight}
         if m.dual_mask:
-            emb_low, out_low = encoder.embed_video(video, mask=low_mask)
+            emb_low, out_low = stacked.pop(0)
             views["dual_contrastive"] = emb_low
             weights.update(dual_contrastive=m.dual_contrastive_weight, consistency=m.consistency_weight)
             if m.reconstruct_low:  # ablation: also reconstruct the hidden background
                 completion.append(self._complete(out_low.tokens[:, 1:], low_mask, ~informed, target, text))
         full_out = None
         if m.full_view:
-            views["full_contrastive"], full_out = encoder.embed_video(video)
+            views["full_contrastive"], full_out = stacked.pop(0)
             weights["full_contrastive"] = 1.0
         metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
         return ObjectiveOutput(views, {"completion": torch.stack(completion).mean()}, weights, metrics)

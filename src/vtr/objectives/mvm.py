@@ -57,17 +57,24 @@ class MaskedVisualModeling(Objective):
         return make_mask(c.mask_type, video.shape[0], video.shape[1], grid, c.mask_ratio, generator)
 
     def masked_modeling(
-        self, video: Tensor, encoder: DualEncoder, snapshot: SpaceTimeViT, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, VideoEncoderOutput]:
-        """The masked clip's embedding, the regression loss at its masked patches, and the
-        snapshot's output on the unmasked clip."""
+        self,
+        video: Tensor,
+        encoder: DualEncoder,
+        snapshot: SpaceTimeViT,
+        generator: torch.Generator,
+        with_unmasked: bool = False,
+    ) -> tuple[Tensor, Tensor, VideoEncoderOutput, tuple[Tensor, VideoEncoderOutput] | None]:
+        """The masked clip's embedding, the regression loss at its masked patches, the snapshot's
+        output on the unmasked clip, and (``with_unmasked``) the online encoder's embedding and
+        output of the unmasked clip, computed in the same forward pass as the masked one."""
         c = self.cfg
         mask = self.draw_mask(video, encoder.video.patch_embed.grid_size, generator).to(video.device).flatten(1)
-        emb, out = encoder.embed_video(video, mask=mask)
+        views = encoder.embed_video_views(video, [mask, None] if with_unmasked else [mask])
+        emb, out = views[0]
         pred = self.head(out.tokens[:, 1:])
         snap = snapshot_forward(snapshot, video)
         loss = masked_regression_loss(pred, regression_targets(snap, encoder, c.target), mask, c.loss)
-        return emb, loss, snap
+        return emb, loss, snap, views[1] if with_unmasked else None
 
     def forward(
         self,
@@ -79,9 +86,9 @@ class MaskedVisualModeling(Objective):
         step: int,
         measure: bool = False,
     ) -> ObjectiveOutput:
-        """Views by ``contrastive_view``: the masked clip (``contrastive``), the unmasked clip in a
-        second forward with gradients (``full_contrastive``), or both with half the weight each
-        (the mean of the two losses). Before ``start_step`` only the unmasked clip's view."""
+        """Views by ``contrastive_view``: the masked clip (``contrastive``), the unmasked clip
+        (``full_contrastive``, with gradients, stacked with the masked one in one pass), or both
+        with half the weight each (the mean of the two losses). Before ``start_step`` only the unmasked clip's view."""
         c = self.cfg
         if step < c.start_step:  # warm-up: contrastive only, on the unmasked clip
             emb, out = encoder.embed_video(video)
@@ -95,12 +102,13 @@ class MaskedVisualModeling(Objective):
             if measure:
                 metrics["snapshot_cls_cos"] = cls_cosine(snapshot_forward(snapshot, video), encoder.video, video, out)
             return ObjectiveOutput({"contrastive": emb}, losses, {"contrastive": 1.0, "mvm": c.weight}, metrics)
-        emb, loss, snap = self.masked_modeling(video, encoder, snapshot, generator)
+        with_unmasked = c.contrastive_view != "masked"
+        emb, loss, snap, unmasked = self.masked_modeling(video, encoder, snapshot, generator, with_unmasked)
         views, full_out = {}, None
         if c.contrastive_view != "full":
             views["contrastive"] = emb
-        if c.contrastive_view != "masked":
-            views["full_contrastive"], full_out = encoder.embed_video(video)
+        if unmasked is not None:
+            views["full_contrastive"], full_out = unmasked
         weights = {**dict.fromkeys(views, 1.0 / len(views)), "mvm": c.weight}
         metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
         return ObjectiveOutput(views, {"mvm": loss}, weights, metrics)
