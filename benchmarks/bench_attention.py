@@ -5,7 +5,11 @@
 * ``released-style``: the released Frozen-in-Time / MILES attention written from its description
   with einsum-style matmuls and an explicit softmax, heads folded into the batch: [CLS] attends to
   every token; a patch query attends to its group plus [CLS]'s key and value.
-* ``package``: ``vtr.models.layers.SpaceTimeAttention`` as it is.
+* ``package``: ``vtr.models.layers.SpaceTimeAttention`` as it is (for a 1-frame clip, an image,
+  its shortcuts: plain attention in space, two dot products per patch in time).
+
+Rows for 4-frame clips and for images (1 frame; half of every demo batch is CC3M images). For an
+image the released-style form is what the package computed before its one-frame shortcuts.
 
 The CPU is shared and its speed drifts, so the three run interleaved, each repetition the best
 of two calls, and the table reports medians over repetitions.
@@ -30,10 +34,11 @@ from torch import Tensor
 from vtr.models.layers import SpaceTimeAttention
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {  # name: (width, heads, patches per frame, batch); 4 frames
+SIZES = {  # name: (width, heads, patches per frame, batch)
     "demo (128 wide, 4 heads, 64 px)": (128, 4, 16, 32),
     "ViT-S (384 wide, 6 heads, 224 px)": (384, 6, 196, 4),
 }
+FRAMES = (4, 1)
 
 
 def previous(attn: SpaceTimeAttention, x: Tensor, t: int, axis: str) -> Tensor:
@@ -103,30 +108,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/attention.json")
     args = parser.parse_args()
     rows = []
-    print("| size | precision | axis | previous ms | released-style ms | package ms |")
-    print("|---|---|---|---|---|---|")
+    print("| size | frames | precision | axis | previous ms | released-style ms | package ms |")
+    print("|---|---|---|---|---|---|---|")
     for size, (width, heads, patches, batch) in SIZES.items():
-        torch.manual_seed(0)
-        attn = SpaceTimeAttention(width, heads)
-        x = torch.randn(batch, 1 + 4 * patches, width, requires_grad=True)
-        for precision in ("fp32", "bf16"):
-            for axis in ("space", "time"):
-                impls = {
-                    "previous": partial(previous, attn, t=4, axis=axis),
-                    "released-style": partial(released_style, attn, t=4, axis=axis),
-                    "package": partial(package, attn, t=4, axis=axis),
-                }
-                times: dict[str, list[float]] = {name: [] for name in impls}
-                with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-                    for fn in impls.values():  # warm-up
-                        fn(x).sum().backward()
-                    for _ in range(args.reps):
-                        for name, fn in impls.items():
-                            times[name].append(seconds(fn, x))
-                ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
-                rows.append({"size": size, "precision": precision, "axis": axis, "batch": batch, "median_ms": ms})
-                print(f"| {size} | {precision} | {axis} | " + " | ".join(f"{v:.1f}" for v in ms.values()) + " |",
-                      flush=True)  # fmt: skip
+        for t in FRAMES:
+            torch.manual_seed(0)
+            attn = SpaceTimeAttention(width, heads)
+            x = torch.randn(batch, 1 + t * patches, width, requires_grad=True)
+            for precision in ("fp32", "bf16"):
+                for axis in ("space", "time"):
+                    impls = {
+                        "previous": partial(previous, attn, t=t, axis=axis),
+                        "released-style": partial(released_style, attn, t=t, axis=axis),
+                        "package": partial(package, attn, t=t, axis=axis),
+                    }
+                    times: dict[str, list[float]] = {name: [] for name in impls}
+                    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+                        for fn in impls.values():  # warm-up
+                            fn(x).sum().backward()
+                        for _ in range(args.reps):
+                            for name, fn in impls.items():
+                                times[name].append(seconds(fn, x))
+                    ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+                    rows.append({"size": size, "frames": t, "precision": precision, "axis": axis, "batch": batch,
+                                 "median_ms": ms})  # fmt: skip
+                    print(f"| {size} | {t} | {precision} | {axis} | " + " | ".join(f"{v:.2f}" for v in ms.values())
+                          + " |", flush=True)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"reps": args.reps, "threads": torch.get_num_threads(), "torch": torch.__version__}
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
