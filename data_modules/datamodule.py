@@ -139,8 +139,6 @@ class RetrievalDataModule(pl.LightningDataModule):
             device = self.trainer.strategy.root_device if self.trainer is not None else None
             on_cpu = device.type == "cpu" if device is not None else not torch.cuda.is_available()
             nice = 19 if on_cpu else 0
-        if not 0 <= nice <= 19:
-            raise ValueError(f"data.worker_nice={nice} is not a niceness from 0 to 19 (or null for automatic)")
         return WorkerInit(nice, self.trainer.global_rank if self.trainer is not None else 0)
 
     def _loader(self, dataset: VideoTextDataset, batch_size: int, collate: Collator | None = None) -> DataLoader:

@@ -28,6 +28,7 @@ def test_overrides_are_typed():
         ("model.mvm.mask_type=checkerboard", "model.mvm.mask_type"),
         ("model.mvm.mask_ratio=1.5", "model.mvm.mask_ratio"),
         ("data.input_res=96", "data.input_res"),
+        ("data.worker_nice=20", "data.worker_nice"),
         ("init_from=/nowhere/model.ckpt", "init_from"),
     ],
 )

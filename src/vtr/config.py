@@ -295,6 +295,8 @@ def validate(cfg: DictConfig) -> None:
             "config keys 'model.mvm.enabled' and 'model.mascot.enabled': MASCOT's completion replaces MILES' "
             "masked modeling (both regress the snapshot's features); enable one"
         )
+    if cfg.data.worker_nice is not None and not 0 <= cfg.data.worker_nice <= 19:
+        raise ConfigError(f"config key 'data.worker_nice': {cfg.data.worker_nice} is not a niceness from 0 to 19")
     if cfg.model.text.freeze and not cfg.model.text.pretrained:
         raise ConfigError("config key 'model.text.freeze': a randomly initialised text tower would stay random")
     video = cfg.model.video

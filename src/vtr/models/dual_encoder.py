@@ -65,10 +65,10 @@ class DualEncoder(nn.Module):
         b = video.shape[0]
         unmasked = video.new_zeros(b, video.shape[1] * self.video.num_patches, dtype=torch.bool)
         stacked = torch.cat([unmasked if mask is None else mask.reshape(b, -1) for mask in masks])
-        emb, out = self.embed_video(video.repeat(len(masks), *(1,) * (video.dim() - 1)), mask=stacked)
+        emb, out = self.embed_video(torch.cat([video] * len(masks)), mask=stacked)
         return [
-            (emb[i * b : (i + 1) * b], VideoEncoderOutput(out.tokens[i * b : (i + 1) * b], out.num_frames))
-            for i in range(len(masks))
+            (view_emb, VideoEncoderOutput(tokens, out.num_frames))
+            for view_emb, tokens in zip(emb.split(b), out.tokens.split(b), strict=True)
         ]
 
     def embed_text(self, text: dict[str, Tensor]) -> tuple[Tensor, TextEncoderOutput]:
