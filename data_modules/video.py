@@ -30,9 +30,11 @@ from data_modules.video_stream import (
     FrameClock,
     MediaError,
     OpenVideo,
+    VideoSource,
     frame_count,
     frame_rate,
     open_video,
+    source_name,
     write_rgb,
 )
 
@@ -114,14 +116,13 @@ def _sample(
     return total, [first + i for i in sample_frame_indices(stop - first, num_frames, mode, rng)]
 
 
-def video_duration(path: str | Path) -> float:
+def video_duration(path: VideoSource) -> float:
     """The video stream's length in seconds: its duration in the container, else frames / fps.
 
     For turning annotated segments into ``read_video`` windows, or checking them against the clip.
     """
-    path = Path(path)
     with open_video(path) as video:
-        stream = video.stream
+        path, stream = video.path, video.stream
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
         if video.container.duration is not None:
@@ -133,12 +134,14 @@ def video_duration(path: str | Path) -> float:
 
 
 def read_video(
-    path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
+    path: VideoSource, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
 ) -> torch.Tensor:
     """Sample ``num_frames`` frames as uint8 (T, C, H, W), decoding only what they need.
 
-    ``window=(start_s, end_s)`` samples only among the frames shown in that time range (seconds
-    from the first frame), e.g. an annotated segment of a long video.
+    ``path`` is a file, or a seekable binary file object holding one (``io.BytesIO`` of a shard
+    member: the same frames, no temporary file). ``window=(start_s, end_s)`` samples only among
+    the frames shown in that time range (seconds from the first frame), e.g. an annotated segment
+    of a long video.
 
     Decoding starts at the first frame. For each wanted frame the reader looks up, in the
     container's index, the keyframe a seek would land on; if that skips more than
@@ -147,8 +150,8 @@ def read_video(
     (``Decoder``), and only the wanted frames are converted to RGB. Frames are matched by
     timestamp, so a constant-rate stream gives exactly the frames of the full decode.
     """
-    path = Path(path)
     with open_video(path) as video:
+        path = video.path
         total, indices = _sample(video, num_frames, mode, rng, window)
         decoder = Decoder(video)
         frames = decoder.frames()
@@ -220,15 +223,15 @@ def _in_order(clip: np.ndarray, wanted: list[int], indices: list[int]) -> torch.
 
 
 def read_video_full_decode(
-    path: str | Path, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
+    path: VideoSource, num_frames: int, mode: str, rng: random.Random | None = None, window: Window | None = None
 ) -> torch.Tensor:
     """Same contract and frames as ``read_video``, by decoding every frame of the clip.
 
     Frame ``i`` is simply the ``i``-th frame out of the decoder: the reference the seeking reader
     is tested against, and the baseline of the benchmarks.
     """
-    path = Path(path)
     with open_video(path) as video:
+        path = video.path
         total, indices = _sample(video, num_frames, mode, rng, window)
         wanted = sorted(set(indices))
         clip: np.ndarray | None = None
@@ -245,16 +248,16 @@ def read_video_full_decode(
     return _in_order(clip, wanted, indices)
 
 
-def read_image(path: str | Path) -> torch.Tensor:
-    """An image as a 1-frame uint8 clip (1, C, H, W), RGB."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "file not found")
+def read_image(path: VideoSource) -> torch.Tensor:
+    """An image (a file, or a binary file object holding one) as a 1-frame uint8 clip (1, C, H, W), RGB."""
+    name = source_name(path)
+    if isinstance(path, str | Path) and not name.is_file():
+        raise MediaError(name, "file not found")
     try:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise MediaError(path, f"{type(err).__name__}: {err}") from err
+        raise MediaError(name, f"{type(err).__name__}: {err}") from err
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 

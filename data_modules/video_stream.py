@@ -13,10 +13,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+# A video is a file, or a seekable binary file object holding one (a shard member's bytes in an
+# ``io.BytesIO``: no temporary file). Errors name a file object by its ``name`` attribute.
+VideoSource = str | Path | BinaryIO
 
 # Demuxers whose packets carry presentation timestamps (not just decode order), so a packet can
 # be told to belong to a frame before the wanted one while it is still undecoded. AVI cannot.
@@ -37,22 +42,40 @@ class MediaError(Exception):
 
 @dataclass
 class OpenVideo:
-    path: Path
+    path: Path  # the file, or the file object's name (what errors name)
     container: av.container.InputContainer
     stream: av.video.stream.VideoStream
     keyframes: list[int]  # decode timestamps of the index's keyframes, ascending; [] without an index
 
 
+def source_name(source: VideoSource) -> Path:
+    """What errors call ``source``: its path, or a file object's ``name`` (``<bytes>`` without one)."""
+    if isinstance(source, str | Path):
+        return Path(source)
+    return Path(str(getattr(source, "name", "<bytes>")))
+
+
+def _source_size(source: VideoSource) -> int:
+    """The size in bytes of a file, or of a seekable file object (its position is left at 0)."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise MediaError(path, "file not found")
+        return path.stat().st_size
+    size = source.seek(0, 2)
+    source.seek(0)
+    return size
+
+
 @contextmanager
-def open_video(path: Path) -> Iterator[OpenVideo]:
+def open_video(source: VideoSource) -> Iterator[OpenVideo]:
     """Open the first video stream; any FFmpeg failure, now or while decoding, becomes a MediaError."""
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    size = path.stat().st_size
+    path = source_name(source)
+    size = _source_size(source)
     if size == 0:
         raise MediaError(path, "empty file")
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(source) if isinstance(source, Path) else source) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]

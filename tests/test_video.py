@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import av
@@ -94,6 +95,29 @@ def test_readers_return_the_sampled_frames(clips, name):
             assert seek.dtype == torch.uint8 and seek.shape == (num_frames, 3, 32, marked_frame(0).shape[1])
             assert [frame_number(f.numpy()) for f in seek] == expected
             assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize("name", ["h264-bframes.mp4", "mpeg4-bframes.avi", "h264-bframes.mkv"])
+def test_a_file_object_gives_the_frames_of_its_file(clips, name):
+    """A shard member's bytes in memory read as the file does; errors name the object's name."""
+    data = clips[name].read_bytes()
+    for seed in range(4):
+        member = io.BytesIO(data)
+        member.name = f"shard.tar:{name}"
+        from_bytes = read_video(member, 4, "rand", random.Random(seed))
+        assert torch.equal(from_bytes, read_video(clips[name], 4, "rand", random.Random(seed)))
+        assert torch.equal(read_video_full_decode(io.BytesIO(data), 4, "rand", random.Random(seed)), from_bytes)
+    cut = io.BytesIO(data[: len(data) // 3])
+    cut.name = "shard.tar:cut.mp4"
+    with pytest.raises(MediaError, match="shard.tar:cut.mp4"):
+        read_video(cut, 4, "uniform")
+
+
+def test_an_image_file_object_reads_as_its_file(tmp_path):
+    path = write_image(tmp_path / "a.jpg")
+    assert torch.equal(read_image(io.BytesIO(path.read_bytes())), read_image(path))
+    with pytest.raises(MediaError, match="<bytes>"):
+        read_image(io.BytesIO(b"not an image"))
 
 
 @pytest.mark.parametrize("name", ["h264-longgop.mp4", "h264-bframes.mkv"])
