@@ -22,6 +22,10 @@ ARGS ?=
 PORT ?= 6006
 VIDEOS ?= $(DEMO_ROOT)/msrvtt/videos/all
 INDEX ?= checkpoints/index
+# The demo's index holds its MSR-VTT-style test videos (what the example query describes);
+# ONLY= names another file list (paths relative to VIDEOS), ONLY= with VIDEOS= set indexes all.
+DEMO_TEST_VIDEOS := $(DEMO_ROOT)/msrvtt/test_videos.txt
+ONLY ?= $(if $(filter $(DEMO_ROOT)/msrvtt/videos/all,$(VIDEOS)),$(DEMO_TEST_VIDEOS),)
 Q ?= two small red triangles slide left
 SLURM_TEST ?=
 TEXT_TOWER := data/text_towers/all-MiniLM-L6-v2
@@ -93,9 +97,12 @@ evaluate: $(ENV_STAMP) $(DATA_DEP) ## evaluate CKPT= on DATASET=, print the reca
 	$(PY) -m vtr evaluate -c experiments/finetune/$(DATASET).yaml \
 		init_from=$(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(RUN_ARGS)
 
-index: $(ENV_STAMP) $(if $(filter $(DEMO_ROOT)/%,$(VIDEOS)),$(DEMO_ROOT)/DONE,) ## index VIDEOS= (default: the demo's MSR-VTT videos) with CKPT= (default: latest demo pre-training) into INDEX=checkpoints/index
-	$(PY) -m vtr index $(VIDEOS) --out $(INDEX) \
+index: $(ENV_STAMP) $(if $(filter $(DEMO_ROOT)/%,$(VIDEOS)),$(DEMO_ROOT)/DONE,) $(filter $(DEMO_TEST_VIDEOS),$(ONLY)) ## index VIDEOS= (default: the demo's MSR-VTT test videos; ONLY=list) with CKPT= (default: latest demo pre-training) into INDEX=checkpoints/index
+	$(PY) -m vtr index $(VIDEOS) --out $(INDEX) $(if $(ONLY),--only $(ONLY),) \
 		--ckpt $(or $(CKPT),$(shell ls -td checkpoints/demo_pretrain/*/checkpoints/best.ckpt 2>/dev/null | head -n 1),missing-checkpoint-run-make-pretrain-first) $(ARGS)
+
+$(DEMO_TEST_VIDEOS): $(DEMO_ROOT)/DONE
+	awk -F, 'NR > 1 && NF > 2 {print $$3 ".mp4"}' $(DEMO_ROOT)/msrvtt/MSRVTT_JSFUSION_test.csv > $@
 
 search: $(ENV_STAMP) ## search INDEX= for Q="..." (top 10; ARGS="--html results.html" writes a page)
 	$(PY) -m vtr search $(INDEX) "$(Q)" $(ARGS)

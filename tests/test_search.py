@@ -174,6 +174,22 @@ def test_reindexing_embeds_only_added_and_changed_files(tiny_demo_root, ckpt, tm
     assert spy.paths == []  # nothing new: nothing embedded
 
 
+def test_only_the_listed_files_are_indexed(tiny_demo_root, ckpt, tmp_path):
+    folder, _ = media_folder(tiny_demo_root, tmp_path)
+    videos = sorted(p.relative_to(folder).as_posix() for p in folder.glob("msrvtt/*.mp4"))
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(videos[:3]) + "\n\n")
+    build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False, only=listing)
+    assert sorted({p for p, _, _ in index_rows(tmp_path / "index")}) == videos[:3]
+    listing.write_text(videos[0] + "\n" + videos[4] + "\n")
+    report = build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False, only=listing)
+    assert (report.added, report.dropped) == (1, 2)  # a file no longer listed leaves the index
+    assert sorted({p for p, _, _ in index_rows(tmp_path / "index")}) == [videos[0], videos[4]]
+    listing.write_text(videos[0] + "\nmsrvtt/nowhere.mp4\n")
+    with pytest.raises(FileNotFoundError, match="1 files listed .*: msrvtt/nowhere.mp4"):
+        build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False, only=listing)
+
+
 def test_an_interrupted_index_resumes_where_it_stopped(tiny_demo_root, ckpt, tmp_path, monkeypatch):
     folder, _ = media_folder(tiny_demo_root, tmp_path)
     build_index(folder, ckpt, tmp_path / "fresh", workers=0, progress=False)

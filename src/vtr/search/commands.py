@@ -23,6 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding videos")
     p.add_argument("--text-model", help="tokenizer (HF name or folder) for a released checkpoint; recorded for search")
     p.add_argument("--rebuild", action="store_true", help="replace an index built with another checkpoint or settings")
+    p.add_argument("--only", type=Path, help="a file naming the files to index, one relative path a line")
     p.add_argument("overrides", nargs="*", help="trainer.key=value, e.g. trainer.devices=2 trainer.precision=16-mixed")
 
     s = sub.add_parser("search", help="find the clips of an index that match a text query")
@@ -42,7 +43,8 @@ def run_index(args: argparse.Namespace) -> int:
     from .index import build_index
 
     report = build_index(args.video_dir, args.ckpt, args.out, args.window, args.stride, args.batch_size,
-                         args.workers, args.overrides, args.rebuild, text_model=args.text_model)  # fmt: skip
+                         args.workers, args.overrides, args.rebuild, text_model=args.text_model,
+                         only=args.only)  # fmt: skip
     if report is None:  # not rank 0
         return 0
     resumed = f", {report.resumed} taken over from an interrupted run" if report.resumed else ""

@@ -55,6 +55,24 @@ def scan(root: Path) -> dict[str, FileStat]:
     return dict(sorted(found.items()))
 
 
+def listed(root: Path, listing: Path) -> dict[str, FileStat]:
+    """The files of ``root`` that ``listing`` names (one path relative to ``root`` a line), as ``scan`` gives them.
+
+    A listed file that is not there, or is no video or image, is an error naming the first few:
+    a list that does not match its folder is a mistake, not a partial index.
+    """
+    if not listing.is_file():
+        raise FileNotFoundError(f"file list not found: {listing}")
+    names = sorted({line.strip() for line in listing.read_text().splitlines() if line.strip()})
+    found = scan(root)
+    missing = [name for name in names if name not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        where = f"are not videos or images under {root}"
+        raise FileNotFoundError(f"{len(missing)} files listed in {listing} {where}: {shown}")
+    return {name: found[name] for name in names}
+
+
 def windows(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
     """``window``-second windows every ``stride`` seconds covering ``[0, duration]``; the last one
     ends at the end of the video (so it may overlap its neighbour). ``window`` 0, or a video no

@@ -21,7 +21,7 @@ from data_modules.video import build_transform, video_duration
 from ..checkpoints import load_checkpoint
 from ..config import ConfigError
 from .embed import ChunkWriter, ClipEmbedder, ClipRate
-from .files import ClipDataset, collate_clips, plan, scan
+from .files import ClipDataset, collate_clips, listed, plan, scan
 from .store import IndexStore
 
 TRAINER_DEFAULTS = {"accelerator": "auto", "devices": 1, "precision": "32-true"}
@@ -64,10 +64,13 @@ def build_index(
     chunk_clips: int = 512,
     progress: bool = True,
     text_model: str | None = None,
+    only: str | Path | None = None,
 ) -> IndexReport | None:
     """Bring the index in ``out`` up to date with ``video_dir``. Returns the report on rank 0
     (None on other ranks of a multi-device run). ``text_model``: the tokenizer, for checkpoints
-    that do not name theirs (released Frozen / MILES ones); recorded so that search uses it too."""
+    that do not name theirs (released Frozen / MILES ones); recorded so that search uses it too.
+    ``only``: a file listing the files to index (paths relative to ``video_dir``, one a line);
+    files of the folder it does not list are left out, or dropped from an index that had them."""
     root = Path(video_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"video folder not found: {root}")
@@ -79,7 +82,7 @@ def build_index(
     identity = {"weights_sha256": loaded.weights_hash, "window": window, "stride": (stride or window) if window else 0,
                 "num_frames": num_frames, "img_size": img_size}  # fmt: skip
     store = IndexStore(Path(out))
-    present = scan(root)
+    present = scan(root) if only is None else listed(root, Path(only))
     rank_zero = rank_zero_only.rank == 0  # set from the launcher's environment, before any process group
     if rank_zero:
         store.open(
