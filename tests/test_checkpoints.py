@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -20,9 +21,9 @@ from helpers.released_reference import (
     released_video_state,
     tiny_text_model,
 )
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from vtr.checkpoints import CheckpointMismatch, load_checkpoint, read_checkpoint, safe_torch_load
+from vtr.checkpoints import CheckpointError, CheckpointMismatch, load_checkpoint, read_checkpoint, safe_torch_load
 from vtr.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +159,52 @@ def test_released_checkpoints_load_and_match_the_reference(
             v = model.embed_video(video)[0]
             assert (v.double() - v_ref).abs().max() <= 1e-4, video.shape
             assert (t.double() - t_ref).abs().max() <= 1e-4
+
+
+def _sized_text_model(family: str, vocab_size: int, ffn_width: int, heads: int, positions: int):
+    """A random float64 text tower whose feed-forward is not 4x its width (64)."""
+    torch.manual_seed(3)
+    if family == "distilbert":
+        sizes = dict(dim=64, n_layers=2, n_heads=heads, hidden_dim=ffn_width, max_position_embeddings=positions)
+    else:
+        sizes = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=heads, intermediate_size=ffn_width,
+                     max_position_embeddings=positions)  # fmt: skip
+    model = AutoModel.from_config(AutoConfig.for_model(family, vocab_size=vocab_size, pad_token_id=0, **sizes))
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("family, ffn_width, heads, positions", [("distilbert", 96, 2, 40), ("bert", 80, 4, 48)])
+def test_released_text_towers_of_any_size_load_from_their_tensors_and_named_config(
+    family, ffn_width, heads, positions, tokenizer, tokenizer_dir, tmp_path
+):
+    text_model = _sized_text_model(family, len(tokenizer), ffn_width, heads, positions)
+    ckpt = released_checkpoint(text_model, "text_proj", True)
+    torch.save(ckpt, tmp_path / "released.pth")
+    named = tmp_path / "tower"  # the tokenizer beside the tower's own config, as a user's folder holds them
+    shutil.copytree(tokenizer_dir, named)
+    text_model.config.save_pretrained(named)
+    loaded = load_checkpoint(tmp_path / "released.pth", text_model=str(named))
+    cfg = loaded.model_config["text"]
+    assert (cfg["ffn_width"], cfg["heads"], cfg["max_positions"], cfg["depth"]) == (ffn_width, heads, positions, 2)
+    text = _text(tokenizer)
+    with torch.no_grad():
+        _, t_ref = reference_embeddings(ckpt, text_model, _inputs()[0], text)
+        t = loaded.model.embed_text(text)[0]
+    assert (t.double() - t_ref).abs().max() <= 1e-4
+    # without a config, heads fall back to width / 64 (one here): the feed-forward still fits
+    cfg = load_checkpoint(tmp_path / "released.pth", text_model=str(tokenizer_dir)).model_config["text"]
+    assert (cfg["ffn_width"], cfg["heads"], cfg["max_positions"]) == (ffn_width, 1, positions)
+
+
+def test_a_named_text_config_that_disagrees_with_the_tensors_is_an_error(tokenizer, tokenizer_dir, tmp_path):
+    text_model = _sized_text_model("distilbert", len(tokenizer), 96, 2, 40)
+    torch.save(released_checkpoint(text_model, "text_proj", False), tmp_path / "released.pth")
+    named = tmp_path / "tower"
+    shutil.copytree(tokenizer_dir, named)
+    text_model.config.hidden_dim = 256
+    text_model.config.save_pretrained(named)
+    with pytest.raises(CheckpointError, match="has hidden_dim=256, the checkpoint's text tower 96"):
+        load_checkpoint(tmp_path / "released.pth", text_model=str(named))
 
 
 def test_load_model_is_importable_from_the_package_and_round_trips_through_convert(tokenizer, tokenizer_dir, tmp_path):

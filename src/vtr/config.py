@@ -57,6 +57,8 @@ class TextEncoderConfig:
     width: int = 768
     depth: int = 12
     heads: int = 12
+    ffn_width: int | None = None  # feed-forward width; null: 4 x width (BERT's and DistilBERT's ratio)
+    max_positions: int | None = None  # position embeddings; null: the family's default (512)
     grad_checkpointing: bool = False
     # a pre-trained tower kept as it is (weights fixed, dropout off), only the projection trains:
     # language knowledge from step 0 at the cost of a forward pass (LiT's locked text tower)

@@ -11,7 +11,7 @@ import copy
 from pathlib import Path
 
 from .reading import CheckpointError, RawCheckpoint, read_checkpoint
-from .released import is_released, released_model_config
+from .released import TextConfigMismatch, is_released, released_model_config
 
 DEFAULT_TEXT_MODEL = "distilbert-base-uncased"  # the text tower both released models use
 
@@ -31,6 +31,8 @@ def model_config_of(
     elif is_released(raw.state):
         try:
             return released_model_config(raw.state, text_model or DEFAULT_TEXT_MODEL, heads=heads)
+        except TextConfigMismatch as err:
+            raise CheckpointError(f"{source}: {err}") from None
         except (KeyError, ValueError) as err:
             raise CheckpointError(f"{source}: not a complete Frozen-in-Time / MILES checkpoint: {err}") from None
     else:

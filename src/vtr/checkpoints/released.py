@@ -5,8 +5,11 @@ Their ``state_dict`` holds ``video_model.*`` (our space-time ViT, with ``norm3``
 for the temporal norm and attention), ``text_model.*`` (the Hugging Face model), ``vid_proj.0.*``
 and ``text_proj.1.*`` (MILES) or ``txt_proj.1.*`` (Frozen), each key prefixed by ``module.`` when
 saved from DataParallel. No tensor needs reshaping. They have no mask token and no temperature
-parameter (fixed at 0.05); heads cannot be read from shapes and are taken as width / 64 (ViT-B
-and BERT-base), unless given.
+parameter (fixed at 0.05). The text tower's width, depth, feed-forward width and position count
+are read off its tensors. Heads cannot be read from shapes: the text tower's come from the config
+of the text model the user names (``model.text.name_or_path``, when a config of it is on disk),
+whose sizes must then agree with the tensors; otherwise, like the video tower's, they are taken as
+width / 64 (ViT-B and BERT-base), unless given.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 
 from torch import Tensor
+from transformers import AutoConfig
 
 _RENAMES = (  # released prefix -> ours (DualEncoder names), first match wins
     ("video_model.", "video."),
@@ -25,6 +29,21 @@ _RENAMES = (  # released prefix -> ours (DualEncoder names), first match wins
 _BLOCK_RENAMES = ((".norm3.", ".norm_time."), (".timeattn.", ".attn_time."))
 # Stored by older transformers versions as buffers, rebuilt by today's: not weights.
 IGNORED = ("text.model.embeddings.position_ids",)
+
+
+# The text tower's sizes, by our name: (DistilBERT's config name, BERT's config name).
+_TEXT_SIZE_NAMES = {
+    "width": ("dim", "hidden_size"),
+    "depth": ("n_layers", "num_hidden_layers"),
+    "heads": ("n_heads", "num_attention_heads"),
+    "ffn_width": ("hidden_dim", "intermediate_size"),
+    "max_positions": ("max_position_embeddings", "max_position_embeddings"),
+    "vocab_size": ("vocab_size", "vocab_size"),
+}
+
+
+class TextConfigMismatch(ValueError):
+    """The text model the user named is not the checkpoint's text tower (a size disagrees)."""
 
 
 def strip_module_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -80,7 +99,8 @@ def released_model_config(
         raise ValueError(
             "text_model.* keys are neither DistilBERT's (transformer.layer.N) nor BERT's (encoder.layer.N)"
         )
-    text_width = state["text.model.embeddings.word_embeddings.weight"].shape[1]
+    text = _text_sizes(state, family, depth)
+    text["heads"] = text_heads or _named_text_heads(text_model, family, text) or text["width"] // 64
     frozen_bert = frozen and family == "bert"
     return {
         "video": {
@@ -99,12 +119,47 @@ def released_model_config(
             "pretrained": False,
             "model_type": family,
             "pooling": "pooler" if frozen_bert else "cls",
-            "width": text_width,
-            "depth": depth,
-            "heads": text_heads or text_width // 64,
+            **{k: v for k, v in text.items() if k != "vocab_size"},
         },
         "embed_dim": state["video_proj.weight"].shape[0],
         "temperature": 0.05,
         "learn_temperature": False,
     }
 
+
+
+def _text_sizes(state: dict[str, Tensor], family: str, depth: int) -> dict[str, int]:
+    """Width, depth, feed-forward width, position and vocabulary counts of the text tower's tensors."""
+    ffn = "transformer.layer.0.ffn.lin1" if family == "distilbert" else "encoder.layer.0.intermediate.dense"
+    words = state["text.model.embeddings.word_embeddings.weight"]
+    return {
+        "width": words.shape[1],
+        "depth": depth,
+        "ffn_width": state[f"text.model.{ffn}.weight"].shape[0],
+        "max_positions": state["text.model.embeddings.position_embeddings.weight"].shape[0],
+        "vocab_size": words.shape[0],
+    }
+
+
+def _named_text_heads(text_model: str, family: str, sizes: dict[str, int]) -> int | None:
+    """The heads of the config of ``text_model`` (a folder, or a hub name already in the local
+    cache: nothing is downloaded), after checking its other sizes against the tensors; None
+    when no config of it is on disk. A disagreement is an error naming the size and both values."""
+    try:
+        named = AutoConfig.from_pretrained(text_model, local_files_only=True)
+    except (OSError, ValueError):
+        return None
+    if named.model_type != family:
+        raise TextConfigMismatch(
+            f"model.text.name_or_path={text_model} is a {named.model_type} model; "
+            f"the checkpoint's text tower is {family}"
+        )
+    column = 0 if family == "distilbert" else 1
+    for ours, value in sizes.items():
+        name = _TEXT_SIZE_NAMES[ours][column]
+        if getattr(named, name) != value:
+            raise TextConfigMismatch(
+                f"model.text.name_or_path={text_model} has {name}={getattr(named, name)}, "
+                f"the checkpoint's text tower {value}"
+            )
+    return getattr(named, _TEXT_SIZE_NAMES["heads"][column])

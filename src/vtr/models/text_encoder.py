@@ -26,9 +26,13 @@ _BERT_NAMES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inter
 
 
 def sized_config(cfg: TextEncoderConfig, vocab_size: int, pad_token_id: int | None) -> PretrainedConfig:
-    """A ``model_type`` config of the configured width, depth, heads and 4x-width feed-forward."""
+    """A ``model_type`` config of the configured width, depth, heads, feed-forward width (4 x width
+    unless set) and position count (the family's default unless set)."""
     names = _SIZE_NAMES.get(cfg.model_type, _BERT_NAMES)
-    sizes = dict(zip(names, (cfg.width, cfg.depth, cfg.heads, 4 * cfg.width), strict=True))
+    ffn_width = cfg.ffn_width or 4 * cfg.width
+    sizes = dict(zip(names, (cfg.width, cfg.depth, cfg.heads, ffn_width), strict=True))
+    if cfg.max_positions:
+        sizes["max_position_embeddings"] = cfg.max_positions
     return AutoConfig.for_model(cfg.model_type, vocab_size=vocab_size, pad_token_id=pad_token_id, **sizes)
 
 
