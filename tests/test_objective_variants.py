@@ -6,6 +6,7 @@ following the online encoder (``model.mvm.ema_start_step``), and the two diagnos
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from helpers.runs import scalars, tiny_overrides
@@ -15,6 +16,8 @@ from vtr.build import build_datamodule, build_module, build_trainer
 from vtr.config import load_config
 from vtr.modules.retrieval import VideoTextModule
 from vtr.objectives.masking import make_mask
+from vtr.objectives.mvm import regression_diagnostics
+from vtr.objectives.snapshot import regression_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 MILES = ROOT / "experiments/pretrain/demo.yaml"
@@ -154,6 +157,37 @@ def test_mvm_heldout_is_the_loss_of_the_same_clips_and_masks_at_every_validation
     target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
     expected = (pred - target).pow(2).mean(-1)[mask].mean().item()  # MSE over the masked patches only
     assert first == pytest.approx(expected, rel=1e-4)
+    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    p, t = pred[mask].numpy(), target[mask].numpy()  # (masked patches, D), float64
+    variance = ((t - t.mean(0)) ** 2).mean(0).mean()
+    cosine = ((p * t).sum(-1) / (np.linalg.norm(p, axis=-1) * np.linalg.norm(t, axis=-1))).mean()
+    assert logged["val/mvm_heldout_target_var"] == pytest.approx(variance, rel=1e-4)
+    assert logged["val/mvm_heldout_nmse"] == pytest.approx(expected / variance, rel=1e-4)
+    assert logged["val/mvm_heldout_cos"] == pytest.approx(cosine, rel=1e-4, abs=1e-5)
+
+
+def test_regression_readings_are_scale_free_and_normed_joint_targets_ignore_the_projection_scale(tiny_demo_root):
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 6, 8, generator=g) * 3 + 1
+    pred = target + torch.randn(2, 6, 8, generator=g)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[:, :4] = True
+    one, doubled = regression_diagnostics(pred, target, mask), regression_diagnostics(2 * pred, 2 * target, mask)
+    assert doubled["mvm_target_var"].item() == pytest.approx(4 * one["mvm_target_var"].item(), rel=1e-5)
+    assert doubled["mvm_nmse"].item() == pytest.approx(one["mvm_nmse"].item(), rel=1e-5)
+    assert doubled["mvm_cos"].item() == pytest.approx(one["mvm_cos"].item(), rel=1e-5)
+    module = _module(MILES, tiny_demo_root, "model.mvm.target=joint")
+    video, _ = _batch()
+    with torch.no_grad():
+        out = module.snapshot(video)
+        raw, normed = (regression_targets(out, module.model, "joint", norm) for norm in (False, True))
+        module.model.video_proj.weight.mul_(2)
+        module.model.video_proj.bias.mul_(2)
+        raw2, normed2 = (regression_targets(out, module.model, "joint", norm) for norm in (False, True))
+    assert torch.allclose(raw2, 2 * raw, atol=1e-5)  # the raw joint target follows the projection's scale...
+    assert torch.allclose(normed2, normed, atol=1e-4)  # ...the normed one does not
+    assert torch.allclose(normed.double().var(-1, unbiased=False), torch.ones(normed.shape[:2], dtype=torch.double),
+                          atol=1e-3)  # fmt: skip
 
 
 def test_a_miles_run_logs_both_diagnostics(tiny_demo_root, tmp_path):
@@ -164,3 +198,5 @@ def test_a_miles_run_logs_both_diagnostics(tiny_demo_root, tmp_path):
     assert len(logged["train/snapshot_cls_cos"]) == 2 and len(logged["val/mvm_heldout"]) == 1
     assert all(-1 <= v <= 1 for v in logged["train/snapshot_cls_cos"])
     assert logged["train/snapshot_cls_cos"][0] == pytest.approx(1.0, abs=1e-5)  # the snapshot starts as a copy
+    assert len(logged["train/mvm_nmse"]) == 2 and all(0 < v for v in logged["train/mvm_nmse"])
+    assert len(logged["val/mvm_heldout_nmse"]) == 1

@@ -75,6 +75,7 @@ class MVMConfig:
     ema_momentum: float = 0.999
     ema_schedule: str = "constant"  # constant | cosine (momentum -> 1.0 over training)
     target: str = "tokens"  # tokens: layer-normed last-layer patch tokens | joint: projected to the joint space
+    target_norm: bool = False  # joint targets layer-normed per token as well (tokens targets always are)
     head: str = "linear"  # linear | mlp
     loss: str = "mse"  # mse | smooth_l1 | cosine
     weight: float = 1.0

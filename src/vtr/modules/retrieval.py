@@ -179,14 +179,20 @@ class VideoTextModule(FaultTolerantModule):
         masks drawn from ``seed`` alone, so every validation scores the same clips and masks and
         the curve shows learning, not sampling noise. The value is reduced across ranks, so a rank
         whose batch has no readable clip logs a zero of weight zero: it must take part in the
-        reduction, and adds nothing to the mean."""
+        reduction, and adds nothing to the mean. Beside it, its scale-free readings
+        (``val/mvm_heldout_nmse``, ``_cos``, ``_target_var``: see ``regression_diagnostics``)."""
         video = batch["video"]
-        if video.shape[0]:
+        zero = video.new_zeros((), dtype=torch.float32)
+        loss, readings = zero, {}
+        if video.shape[0]:  # else every clip of the batch was unreadable
             generator = torch.Generator().manual_seed(self.cfg.seed)
-            loss = self.mvm.masked_modeling(video, self.model, self.snapshot, generator)[1]
-        else:  # every clip of the batch was unreadable
-            loss = video.new_zeros((), dtype=torch.float32)
-        self.log("val/mvm_heldout", loss, batch_size=video.shape[0], sync_dist=True, add_dataloader_idx=False)
+            result = self.mvm.masked_modeling(video, self.model, self.snapshot, generator)
+            loss, readings = result.loss, result.diagnostics
+        values = {"val/mvm_heldout": loss}
+        for name in ("target_var", "nmse", "cos"):
+            values[f"val/mvm_heldout_{name}"] = readings.get(f"mvm_{name}", zero.view(1)).squeeze(0)
+        for key, value in values.items():
+            self.log(key, value, batch_size=video.shape[0], sync_dist=True, add_dataloader_idx=False)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         return self._embed_eval(batch)

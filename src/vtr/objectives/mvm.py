@@ -9,6 +9,8 @@ contrastive loss aligns with the caption.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -43,6 +45,33 @@ def masked_regression_loss(pred: Tensor, target: Tensor, mask: Tensor, kind: str
     return per_patch.sum() / max(per_patch.numel(), 1)  # no masked patch: zero, not NaN
 
 
+@torch.no_grad()
+def regression_diagnostics(pred: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Scale-free readings of the regression at masked patches, each of shape (1,).
+
+    ``mvm_target_var``: the targets' variance over masked patches, per dimension, averaged over
+    dimensions (what an MSE is to be compared with); ``mvm_nmse``: the MSE over it (1 = no better
+    than predicting the mean target, whatever the targets' scale); ``mvm_cos``: the mean cosine
+    between prediction and target. Joint-space targets follow a weight-decayed projection whose
+    norm drifts, so their raw MSE rises and falls with that scale alone; these do not.
+    """
+    p, t = pred[mask].float(), target[mask].float()
+    if not len(t):
+        return {}
+    var = t.var(0, unbiased=False).mean()
+    nmse = (p - t).pow(2).mean() / var.clamp_min(1e-12)
+    cos = F.cosine_similarity(p, t, dim=-1).mean()
+    return {"mvm_target_var": var.view(1), "mvm_nmse": nmse.view(1), "mvm_cos": cos.view(1)}
+
+
+class MaskedModeling(NamedTuple):
+    embedding: Tensor  # the masked clip's joint embedding
+    loss: Tensor  # the regression loss at its masked patches
+    snapshot_out: VideoEncoderOutput  # the snapshot on the unmasked clip
+    unmasked: tuple[Tensor, VideoEncoderOutput] | None  # the online encoder on the unmasked clip, if asked for
+    diagnostics: dict[str, Tensor]  # ``regression_diagnostics``
+
+
 class MaskedVisualModeling(Objective):
     """``model.mvm``: owns the prediction head (``mvm.head.*``); masks from ``start_step`` on."""
 
@@ -63,18 +92,19 @@ class MaskedVisualModeling(Objective):
         snapshot: SpaceTimeViT,
         generator: torch.Generator,
         with_unmasked: bool = False,
-    ) -> tuple[Tensor, Tensor, VideoEncoderOutput, tuple[Tensor, VideoEncoderOutput] | None]:
-        """The masked clip's embedding, the regression loss at its masked patches, the snapshot's
-        output on the unmasked clip, and (``with_unmasked``) the online encoder's embedding and
-        output of the unmasked clip, computed in the same forward pass as the masked one."""
+    ) -> MaskedModeling:
+        """The masked view and its loss; with ``with_unmasked``, the online encoder's view of the
+        unmasked clip too, computed in the same forward pass as the masked one."""
         c = self.cfg
         mask = self.draw_mask(video, encoder.video.patch_embed.grid_size, generator).to(video.device).flatten(1)
         views = encoder.embed_video_views(video, [mask, None] if with_unmasked else [mask])
         emb, out = views[0]
         pred = self.head(out.tokens[:, 1:])
         snap = snapshot_forward(snapshot, video)
-        loss = masked_regression_loss(pred, regression_targets(snap, encoder, c.target), mask, c.loss)
-        return emb, loss, snap, views[1] if with_unmasked else None
+        target = regression_targets(snap, encoder, c.target, c.target_norm)
+        loss = masked_regression_loss(pred, target, mask, c.loss)
+        unmasked = views[1] if with_unmasked else None
+        return MaskedModeling(emb, loss, snap, unmasked, regression_diagnostics(pred, target, mask))
 
     def forward(
         self,
@@ -103,12 +133,16 @@ class MaskedVisualModeling(Objective):
                 metrics["snapshot_cls_cos"] = cls_cosine(snapshot_forward(snapshot, video), encoder.video, video, out)
             return ObjectiveOutput({"contrastive": emb}, losses, {"contrastive": 1.0, "mvm": c.weight}, metrics)
         with_unmasked = c.contrastive_view != "masked"
-        emb, loss, snap, unmasked = self.masked_modeling(video, encoder, snapshot, generator, with_unmasked)
+        emb, loss, snap, unmasked, diagnostics = self.masked_modeling(
+            video, encoder, snapshot, generator, with_unmasked
+        )
         views, full_out = {}, None
         if c.contrastive_view != "full":
             views["contrastive"] = emb
         if unmasked is not None:
             views["full_contrastive"], full_out = unmasked
         weights = {**dict.fromkeys(views, 1.0 / len(views)), "mvm": c.weight}
-        metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
+        metrics = (
+            {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out), **diagnostics} if measure else {}
+        )
         return ObjectiveOutput(views, {"mvm": loss}, weights, metrics)

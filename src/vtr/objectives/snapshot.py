@@ -24,12 +24,14 @@ def snapshot_forward(snapshot: SpaceTimeViT, video: Tensor, with_attention: bool
 
 
 @torch.no_grad()
-def regression_targets(out: VideoEncoderOutput, encoder: DualEncoder, target: str) -> Tensor:
+def regression_targets(out: VideoEncoderOutput, encoder: DualEncoder, target: str, norm: bool = False) -> Tensor:
     """Targets at every patch (B, T*N, D): the layer-normed patch tokens, or (``joint``) their
-    projection into the joint space by the online video projection."""
+    projection into the joint space by the online video projection, layer-normed per token too
+    with ``norm`` (then the projection's scale, which weight decay moves, does not reach the loss)."""
     tokens = out.tokens[:, 1:]
     if target == "joint":
-        return encoder.video_proj(tokens)
+        joint = encoder.video_proj(tokens)
+        return F.layer_norm(joint, joint.shape[-1:]) if norm else joint
     return F.layer_norm(tokens, tokens.shape[-1:])
 
 
