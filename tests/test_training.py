@@ -92,6 +92,23 @@ def test_resuming_restores_the_snapshot_exactly(tiny_demo_root, tmp_path):
     assert not torch.equal(fresh.snapshot.pos_embed, fresh.model.video.pos_embed)  # a real EMA, not a copy
 
 
+@pytest.mark.parametrize("snapshot_init", ["encoder", "checkpoint"])
+def test_init_from_starts_the_snapshot_from_the_loaded_encoder_unless_asked_to_keep_the_stored_one(
+    snapshot_init, tiny_demo_root, tmp_path
+):
+    recipe = ROOT / "experiments/pretrain/demo.yaml"
+    cfg = load_config(recipe, tiny_overrides(tiny_demo_root, tmp_path, steps=2) + ["data.test=[]"])
+    run(cfg)
+    ckpt = resolve_run_dir(cfg).parent / "version_0/checkpoints/last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert not torch.equal(state["snapshot.pos_embed"], state["model.video.pos_embed"])  # the stored one lags
+    overrides = [f"init_from={ckpt}", f"model.mvm.snapshot_init={snapshot_init}"]
+    module = build_module(load_config(recipe, tiny_overrides(tiny_demo_root, tmp_path / "b", steps=2) + overrides))
+    source = "model.video" if snapshot_init == "encoder" else "snapshot"
+    for name, value in module.snapshot.state_dict().items():
+        assert torch.equal(value, state[f"{source}.{name}"]), name
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
 def test_every_experiment_runs_a_step(path, tiny_demo_root, tmp_path):
     cfg = load_config(path, tiny_overrides(tiny_demo_root, tmp_path, steps=1))

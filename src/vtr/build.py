@@ -59,8 +59,9 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
     module = VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
     if cfg.init_from:  # ours (any kind) or a released Frozen-in-Time / MILES checkpoint
         missing = load_into_module(module, cfg.init_from)
-        if any(k.startswith("snapshot.") for k in missing):
-            module.reset_snapshot()
+        stored = not any(k.startswith("snapshot.") for k in missing)
+        if not (stored and cfg.model.mvm.snapshot_init == "checkpoint"):
+            module.reset_snapshot()  # targets of the loaded (text-aligned) encoder, not the old snapshot's
     elif cfg.model.video.pretrained and not cfg.resume:
         load_image_vit(module.model.video, cfg.model.video.pretrained)
         module.reset_snapshot()

@@ -82,6 +82,9 @@ class MVMConfig:
     start_step: int = 0
     contrastive_view: str = "masked"  # masked | full (second, unmasked forward) | both (mean of the two losses)
     ema_start_step: int = 0  # the snapshot is copied from the online encoder at this step, EMA-updated after it
+    # with init_from: the snapshot starts as a copy of the loaded video encoder (encoder: text-aligned
+    # targets from step 0), or keeps the checkpoint's own stored snapshot (checkpoint)
+    snapshot_init: str = "encoder"
 
 
 @dataclass
@@ -209,6 +212,7 @@ _CHOICES = {
     "model.text.pooling": ("cls", "mean", "pooler"),
     "model.mvm.mask_type": ("random", "tube", "blockwise"),
     "model.mvm.ema_schedule": ("constant", "cosine"),
+    "model.mvm.snapshot_init": ("encoder", "checkpoint"),
     "model.mvm.target": ("tokens", "joint"),
     "model.mvm.head": ("linear", "mlp"),
     "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
