@@ -123,3 +123,17 @@ def test_ablation_switches(tiny_demo_root):
 def test_mascot_and_mvm_together_is_a_config_error():
     with pytest.raises(ConfigError, match="model.mvm.enabled"):
         load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mvm.enabled=true"])
+
+
+@pytest.mark.parametrize("rho", ["0.5", "0.25"])
+def test_split_masking_with_rho_not_above_the_mask_ratio_is_a_config_error(rho):
+    overrides = ["model.mascot.masking=split", f"model.mascot.rho={rho}", "model.mascot.mask_ratio=0.5"]
+    with pytest.raises(ConfigError, match=r"model\.mascot\.rho.*model\.mascot\.mask_ratio"):
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides)
+    load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides[:1] + ["model.mascot.rho=0.75"])
+
+
+@pytest.mark.parametrize("recipe", ["finetune/msrvtt_mascot", "finetune/msrvtt_mascot_random", "pretrain/demo_mascot"])
+def test_mascot_recipes_validate_with_random_masks(recipe):
+    cfg = load_config(ROOT / f"experiments/{recipe}.yaml")
+    assert cfg.model.mascot.masking in ("sampled", "random")

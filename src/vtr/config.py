@@ -88,8 +88,11 @@ class MascotConfig:
     ``ema_start_step``."""
 
     enabled: bool = False
-    masking: str = "attention"  # attention | random
-    rho: float = 0.5  # fraction of patches called high-informed
+    # sampled: both masks drawn in proportion to the [CLS] attention (high) and its reversed rank (low);
+    # split: each mask drawn from the top-rho (high) or the other patches (low), needs rho > mask_ratio;
+    # random: ablation, two attention-blind masks
+    masking: str = "sampled"
+    rho: float = 0.5  # fraction of patches called high-informed (those the completion loss counts)
     mask_ratio: float = 0.5
     decoder_depth: int = 1
     decoder_heads: int = 8
@@ -210,7 +213,7 @@ _CHOICES = {
     "model.mvm.head": ("linear", "mlp"),
     "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
     "model.mvm.contrastive_view": ("masked", "full", "both"),
-    "model.mascot.masking": ("attention", "random"),
+    "model.mascot.masking": ("sampled", "split", "random"),
     "model.mascot.consistency": ("sym_kl", "none"),
     **{f"data.{key}": allowed for key, allowed in DATA_CHOICES.items()},
     "optim.schedule": ("cosine", "constant"),
@@ -294,6 +297,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "config keys 'model.mvm.enabled' and 'model.mascot.enabled': MASCOT's completion replaces MILES' "
             "masked modeling (both regress the snapshot's features); enable one"
+        )
+    mascot = cfg.model.mascot
+    if mascot.masking == "split" and mascot.rho <= mascot.mask_ratio:
+        raise ConfigError(
+            f"config keys 'model.mascot.rho' ({mascot.rho}) and 'model.mascot.mask_ratio' ({mascot.mask_ratio}): "
+            "split masking needs rho > mask_ratio, else both masks take whole sets and are fixed complements"
         )
     if cfg.data.worker_nice is not None and not 0 <= cfg.data.worker_nice <= 19:
         raise ConfigError(f"config key 'data.worker_nice': {cfg.data.worker_nice} is not a niceness from 0 to 19")

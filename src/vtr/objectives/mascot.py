@@ -2,8 +2,10 @@
 
 A reconstruction from the paper's description, not from its code: every number is a config key
 under ``model.mascot``. The clip is masked twice, guided by the [CLS]
-attention of the unmasked clip: once hiding high-informed patches (the foreground the caption is
-about), once hiding low-informed ones (background).
+attention of the unmasked clip: once hiding mostly high-informed patches (the foreground the caption
+is about), once mostly low-informed ones (background). ``masking=sampled`` draws both masks in
+proportion to the attention so they stay random; ``split`` draws them from the top-``rho`` set and
+the rest.
 
 - Completion: a light cross-attention decoder takes the encoder's outputs at the hidden
   high-informed positions as queries and the visible tokens plus the caption's token features as
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 from ..models import DualEncoder, TextEncoderOutput
 from ..models.video_encoder import SpaceTimeViT
 from .base import Objective, ObjectiveOutput
-from .masking import attention_guided_masks, random_mask
+from .masking import attention_guided_masks, attention_sampled_masks, random_mask
 from .mvm import masked_regression_loss
 from .snapshot import cls_cosine, regression_targets, snapshot_forward
 
@@ -113,8 +115,9 @@ class Mascot(Objective):
         """(high_informed, high_mask, low_mask), each (B, T, N) bool on the clips' device, from the
         snapshot's [CLS] attention (B, T, N) of clips (B, T, C, H, W); ``masking=random`` ignores it."""
         m = self.cfg
-        if m.masking == "attention":
-            return attention_guided_masks(cls_attn, m.rho, m.mask_ratio, generator)
+        if m.masking != "random":
+            draw = attention_sampled_masks if m.masking == "sampled" else attention_guided_masks
+            return draw(cls_attn, m.rho, m.mask_ratio, generator)
         # ablation: two random masks, every patch counted as informed
         b, t = video.shape[:2]
         high_mask, low_mask = (random_mask(b, t, grid, m.mask_ratio, generator).to(video.device) for _ in range(2))
@@ -144,7 +147,7 @@ class Mascot(Objective):
         (``dual_contrastive``), with ``full_view`` the unmasked clip (``full_contrastive``, with
         gradients; every view in one stacked forward pass), and the completion loss."""
         m = self.cfg
-        snap = snapshot_forward(snapshot, video, with_attention=m.masking == "attention")
+        snap = snapshot_forward(snapshot, video, with_attention=m.masking != "random")
         target = regression_targets(snap, encoder, self.target)
         masks = self.draw_masks(video, snap.cls_attn, encoder.video.patch_embed.grid_size, generator)
         informed, high_mask, low_mask = (mask.flatten(1) for mask in masks)
