@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from vtr.config import ConfigError, load_config
 from vtr.modules.retrieval import VideoTextModule
-from vtr.objectives.mascot import CompletionDecoder, split_by_mask, symmetric_kl
+from vtr.objectives.mascot import CompletionDecoder, mean_over_reconstructed, split_by_mask, symmetric_kl
 from vtr.objectives.masking import attention_guided_masks
 from vtr.objectives.mvm import masked_regression_loss
 
@@ -137,3 +137,23 @@ def test_split_masking_with_rho_not_above_the_mask_ratio_is_a_config_error(rho):
 def test_mascot_recipes_validate_with_random_masks(recipe):
     cfg = load_config(ROOT / f"experiments/{recipe}.yaml")
     assert cfg.model.mascot.masking in ("sampled", "random")
+
+
+def _completion(tiny_demo_root, *overrides):
+    torch.manual_seed(0)  # the same weights for every call
+    module = _module(tiny_demo_root, *overrides)
+    return module.compute_losses(_batch(module))[0]["completion"]
+
+
+def test_a_view_with_nothing_to_reconstruct_does_not_dilute_the_completion_loss(tiny_demo_root):
+    # masking=random counts every patch as informed, so the low view reconstructs none.
+    single = _completion(tiny_demo_root, "model.mascot.masking=random", "model.mascot.reconstruct_low=false")
+    both = _completion(tiny_demo_root, "model.mascot.masking=random", "model.mascot.reconstruct_low=true")
+    assert single > 0 and torch.allclose(both, single)
+
+
+def test_mean_over_reconstructed_views():
+    losses, counts = [torch.tensor(2.0), torch.tensor(0.0)], [torch.tensor(5), torch.tensor(0)]
+    assert mean_over_reconstructed(losses, counts) == 2.0
+    assert mean_over_reconstructed([torch.tensor(2.0), torch.tensor(4.0)], [torch.tensor(5), torch.tensor(1)]) == 3.0
+    assert mean_over_reconstructed([torch.tensor(0.0)], [torch.tensor(0)]) == 0.0

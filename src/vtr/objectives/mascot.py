@@ -17,6 +17,8 @@ the rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -87,6 +89,14 @@ def split_by_mask(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return tokens[mask].reshape(b, -1, d), tokens[~mask].reshape(b, -1, d)
 
 
+def mean_over_reconstructed(losses: Sequence[Tensor], counts: Sequence[Tensor]) -> Tensor:
+    """Mean of the views' completion losses over the views that reconstruct any patch: a view with
+    none (the low one under ``masking=random``, which counts every patch as informed) has loss 0,
+    and averaging it in would halve the loss. Zero when no view reconstructs anything."""
+    reconstructed = (torch.stack(counts) > 0).float()
+    return (torch.stack(losses) * reconstructed).sum() / reconstructed.sum().clamp_min(1)
+
+
 def symmetric_kl(video_a: Tensor, video_b: Tensor, text: Tensor, scale: Tensor | float) -> Tensor:
     """Symmetric KL between the two views' distributions over the batch's captions."""
     log_a = F.log_softmax((scale * video_a @ text.T).float(), dim=-1)
@@ -125,13 +135,15 @@ class Mascot(Objective):
 
     def _complete(
         self, tokens: Tensor, mask: Tensor, counted: Tensor, target: Tensor, text: TextEncoderOutput
-    ) -> Tensor:
-        """Completion loss of one masked view, over the hidden positions flagged in ``counted``."""
+    ) -> tuple[Tensor, Tensor]:
+        """Completion loss of one masked view over the hidden positions flagged in ``counted``, and
+        how many such positions there are."""
         queries, visible = split_by_mask(tokens, mask)
         pred = self.decoder(queries, visible, text.tokens, text.attention_mask)
         hidden_target, _ = split_by_mask(target, mask)
         hidden_counted, _ = split_by_mask(counted.unsqueeze(-1), mask)
-        return masked_regression_loss(pred, hidden_target, hidden_counted.squeeze(-1), self.loss)
+        hidden_counted = hidden_counted.squeeze(-1)
+        return masked_regression_loss(pred, hidden_target, hidden_counted, self.loss), hidden_counted.sum()
 
     def forward(
         self,
@@ -169,7 +181,7 @@ class Mascot(Objective):
             views["full_contrastive"], full_out = stacked.pop(0)
             weights["full_contrastive"] = 1.0
         metrics = {"snapshot_cls_cos": cls_cosine(snap, encoder.video, video, full_out)} if measure else {}
-        return ObjectiveOutput(views, {"completion": torch.stack(completion).mean()}, weights, metrics)
+        return ObjectiveOutput(views, {"completion": mean_over_reconstructed(*zip(*completion))}, weights, metrics)
 
     def pooled_losses(self, views: dict[str, Tensor], text: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
         """The consistency of the two masked views' caption distributions, over the whole batch."""
