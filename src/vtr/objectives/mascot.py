@@ -12,7 +12,8 @@ the rest.
   keys/values, and predicts the snapshot encoder's features of those patches. Hidden
   low-informed patches are not reconstructed (``reconstruct_low`` turns that back on).
 - Co-learning: both masked views are aligned with the caption by the contrastive loss, and a
-  symmetric KL between their text-similarity distributions ties the two views together.
+  symmetric KL between their text-similarity distributions ties the two views together
+  (``consistency=kl_to_full`` instead pulls each toward the detached unmasked view's distribution).
 """
 
 from __future__ import annotations
@@ -97,10 +98,25 @@ def mean_over_reconstructed(losses: Sequence[Tensor], counts: Sequence[Tensor]) 
     return (torch.stack(losses) * reconstructed).sum() / reconstructed.sum().clamp_min(1)
 
 
+def _log_caption_probs(video: Tensor, text: Tensor, scale: Tensor | float) -> Tensor:
+    return F.log_softmax((scale * video @ text.T).float(), dim=-1)
+
+
+def kl_to_full(masked: Sequence[Tensor], full: Tensor, text: Tensor, scale: Tensor | float) -> Tensor:
+    """Mean over the masked views of KL(full || view) of their distributions over the batch's
+    captions, the unmasked view's detached: the clip as evaluated (unmasked) is the teacher, and
+    the masked views are pulled toward it, never it toward them."""
+    log_full = _log_caption_probs(full, text, scale).detach()
+    kls = [
+        F.kl_div(_log_caption_probs(view, text, scale), log_full, log_target=True, reduction="batchmean")
+        for view in masked
+    ]
+    return torch.stack(kls).mean()
+
+
 def symmetric_kl(video_a: Tensor, video_b: Tensor, text: Tensor, scale: Tensor | float) -> Tensor:
     """Symmetric KL between the two views' distributions over the batch's captions."""
-    log_a = F.log_softmax((scale * video_a @ text.T).float(), dim=-1)
-    log_b = F.log_softmax((scale * video_b @ text.T).float(), dim=-1)
+    log_a, log_b = _log_caption_probs(video_a, text, scale), _log_caption_probs(video_b, text, scale)
     kl_ab = F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")
     kl_ba = F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")
     return (kl_ab + kl_ba) / 2
@@ -169,11 +185,15 @@ class Mascot(Objective):
         emb_high, out_high = stacked.pop(0)
         completion = [self._complete(out_high.tokens[:, 1:], high_mask, informed, target, text)]
         views = {"contrastive": emb_high}
-        weights = {"contrastive": 1.0, "completion": m.completion_weight}
+        weights = {
+            "contrastive": m.masked_contrastive_weight,
+            "completion": m.completion_weight,
+            "consistency": m.consistency_weight,
+        }
         if m.dual_mask:
             emb_low, out_low = stacked.pop(0)
             views["dual_contrastive"] = emb_low
-            weights.update(dual_contrastive=m.dual_contrastive_weight, consistency=m.consistency_weight)
+            weights["dual_contrastive"] = m.masked_contrastive_weight * m.dual_contrastive_weight
             if m.reconstruct_low:  # ablation: also reconstruct the hidden background
                 completion.append(self._complete(out_low.tokens[:, 1:], low_mask, ~informed, target, text))
         full_out = None
@@ -184,7 +204,12 @@ class Mascot(Objective):
         return ObjectiveOutput(views, {"completion": mean_over_reconstructed(*zip(*completion))}, weights, metrics)
 
     def pooled_losses(self, views: dict[str, Tensor], text: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
-        """The consistency of the two masked views' caption distributions, over the whole batch."""
-        if "dual_contrastive" in views and self.cfg.consistency == "sym_kl":
+        """The consistency of the views' caption distributions, over the whole batch: ``sym_kl`` between
+        the two masked views, ``kl_to_full`` of each masked view toward the unmasked one."""
+        kind = self.cfg.consistency
+        if kind == "sym_kl" and "dual_contrastive" in views:
             return {"consistency": symmetric_kl(views["contrastive"], views["dual_contrastive"], text, scale)}
+        if kind == "kl_to_full":
+            masked = [views[name] for name in ("contrastive", "dual_contrastive") if name in views]
+            return {"consistency": kl_to_full(masked, views["full_contrastive"], text, scale)}
         return {}
