@@ -8,7 +8,13 @@ from omegaconf import OmegaConf
 
 from vtr.config import ConfigError, load_config
 from vtr.modules.retrieval import VideoTextModule
-from vtr.objectives.mascot import CompletionDecoder, split_by_mask, symmetric_kl
+from vtr.objectives.mascot import (
+    CompletionDecoder,
+    kl_to_full,
+    mean_over_reconstructed,
+    split_by_mask,
+    symmetric_kl,
+)
 from vtr.objectives.masking import attention_guided_masks
 from vtr.objectives.mvm import masked_regression_loss
 
@@ -123,3 +129,75 @@ def test_ablation_switches(tiny_demo_root):
 def test_mascot_and_mvm_together_is_a_config_error():
     with pytest.raises(ConfigError, match="model.mvm.enabled"):
         load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mvm.enabled=true"])
+
+
+@pytest.mark.parametrize("rho", ["0.5", "0.25"])
+def test_split_masking_with_rho_not_above_the_mask_ratio_is_a_config_error(rho):
+    overrides = ["model.mascot.masking=split", f"model.mascot.rho={rho}", "model.mascot.mask_ratio=0.5"]
+    with pytest.raises(ConfigError, match=r"model\.mascot\.rho.*model\.mascot\.mask_ratio"):
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides)
+    load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides[:1] + ["model.mascot.rho=0.75"])
+
+
+@pytest.mark.parametrize("recipe", ["finetune/msrvtt_mascot", "finetune/msrvtt_mascot_random", "pretrain/demo_mascot"])
+def test_mascot_recipes_validate_with_random_masks(recipe):
+    cfg = load_config(ROOT / f"experiments/{recipe}.yaml")
+    assert cfg.model.mascot.masking in ("sampled", "random")
+
+
+def _completion(tiny_demo_root, *overrides):
+    torch.manual_seed(0)  # the same weights for every call
+    module = _module(tiny_demo_root, *overrides)
+    return module.compute_losses(_batch(module))[0]["completion"]
+
+
+def test_a_view_with_nothing_to_reconstruct_does_not_dilute_the_completion_loss(tiny_demo_root):
+    # masking=random counts every patch as informed, so the low view reconstructs none.
+    single = _completion(tiny_demo_root, "model.mascot.masking=random", "model.mascot.reconstruct_low=false")
+    both = _completion(tiny_demo_root, "model.mascot.masking=random", "model.mascot.reconstruct_low=true")
+    assert single > 0 and torch.allclose(both, single)
+
+
+def test_mean_over_reconstructed_views():
+    losses, counts = [torch.tensor(2.0), torch.tensor(0.0)], [torch.tensor(5), torch.tensor(0)]
+    assert mean_over_reconstructed(losses, counts) == 2.0
+    assert mean_over_reconstructed([torch.tensor(2.0), torch.tensor(4.0)], [torch.tensor(5), torch.tensor(1)]) == 3.0
+    assert mean_over_reconstructed([torch.tensor(0.0)], [torch.tensor(0)]) == 0.0
+
+
+def test_kl_to_full_against_a_float64_hand_computation():
+    torch.manual_seed(0)
+    high, low, full = (torch.randn(4, 8, requires_grad=True) for _ in range(3))
+    text = torch.randn(4, 8)
+    scale = 5.0
+
+    def log_probs(video):
+        logits = scale * video.double() @ text.double().T
+        return logits - logits.exp().sum(-1, keepdim=True).log()
+
+    p_full = log_probs(full.detach()).exp()
+    hand = sum((p_full * (p_full.log() - log_probs(v.detach()))).sum(-1).mean() for v in (high, low)) / 2
+    loss = kl_to_full([high, low], full, text, scale)
+    assert torch.isclose(loss.double(), hand, rtol=1e-5)
+    assert kl_to_full([full.detach()], full, text, scale).abs() < 1e-6
+    loss.backward()
+    assert full.grad is None and high.grad.abs().sum() > 0  # the unmasked view is the teacher only
+
+
+def test_kl_to_full_and_the_masked_contrastive_weight_in_a_step(tiny_demo_root):
+    module = _module(
+        tiny_demo_root,
+        "model.mascot.consistency=kl_to_full",
+        "model.mascot.full_view=true",
+        "model.mascot.masked_contrastive_weight=0.5",
+        "model.mascot.dual_contrastive_weight=0.4",
+    )
+    losses, weights, _ = module.compute_losses(_batch(module))
+    assert losses["consistency"] > 0
+    assert weights["contrastive"] == 0.5 and weights["dual_contrastive"] == pytest.approx(0.2)
+    assert weights["full_contrastive"] == 1.0
+
+
+def test_kl_to_full_without_the_full_view_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"model\.mascot\.consistency.*model\.mascot\.full_view"):
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mascot.consistency=kl_to_full"])

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from vtr.objectives.masking import attention_guided_masks, blockwise_mask, make_mask, num_masked
+from vtr.objectives.masking import (
+    attention_guided_masks,
+    attention_sampled_masks,
+    blockwise_mask,
+    make_mask,
+    num_masked,
+)
 
 
 def gen(seed=0):
@@ -70,3 +76,40 @@ def test_attention_guided_masks_hide_the_planted_high_attention_patches():
     assert (high_mask.sum(-1) == 4).all() and (low_mask.sum(-1) == 4).all()
     assert not (high_mask & ~planted).any()  # hidden patches all high-informed
     assert not (low_mask & planted).any()
+
+
+def _sampled(attn, seed, rho=0.5, ratio=0.5):
+    return attention_sampled_masks(attn, rho=rho, ratio=ratio, generator=gen(seed))
+
+
+def test_sampled_masks_are_random_at_rho_equal_to_the_ratio():
+    # The split at rho == ratio hides whole sets: the same complementary masks for every seed.
+    attn = torch.rand(4, 4, 16, generator=gen(100))
+    for draw in (attention_guided_masks, attention_sampled_masks):
+        masks = [draw(attn, 0.5, 0.5, gen(s))[1:] for s in range(5)]
+        differ = any(not h.equal(masks[0][0]) or not lo.equal(masks[0][1]) for h, lo in masks)
+        complements = all(h.equal(~lo) for h, lo in masks)
+        assert (differ, complements) == ((True, False) if draw is attention_sampled_masks else (False, True))
+
+
+@pytest.mark.parametrize("rho, ratio", [(0.5, 0.5), (0.25, 0.75), (0.75, 0.25), (0.5, 0.0), (0.5, 1.0)])
+def test_sampled_masks_hide_the_requested_count_per_frame(rho, ratio):
+    attn = torch.rand(3, 2, 49, generator=gen(1)).softmax(-1)
+    attn[0, 0] = 0  # all-zero attention still leaves a valid draw
+    informed, high_mask, low_mask = _sampled(attn, 0, rho, ratio)
+    assert (high_mask.sum(-1) == num_masked(49, ratio)).all() and (low_mask.sum(-1) == num_masked(49, ratio)).all()
+    assert (informed.sum(-1) == num_masked(49, rho)).all()
+
+
+def test_sampled_high_mask_hides_more_top_attention_patches_than_the_low_mask():
+    b, t, n, draws = 4, 2, 16, 200
+    attn = torch.rand(b, t, n, generator=gen(7)).softmax(-1)
+    top = torch.zeros(b, t, n, dtype=torch.bool)
+    top.scatter_(-1, attn.topk(n // 2, dim=-1).indices, True)  # counted independently of the module
+    high_hits = low_hits = 0
+    for seed in range(draws):
+        _, high_mask, low_mask = _sampled(attn, seed)
+        high_hits += (high_mask & top).sum().item()
+        low_hits += (low_mask & top).sum().item()
+    hidden = draws * b * t * num_masked(n, 0.5)
+    assert high_hits / hidden > low_hits / hidden + 0.1

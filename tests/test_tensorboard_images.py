@@ -13,7 +13,7 @@ from data_modules.video import IMAGENET_MEAN, IMAGENET_STD
 from vtr import visualize as vis
 from vtr.build import build_datamodule, build_module, run
 from vtr.config import load_config, resolve_run_dir
-from vtr.objectives.masking import attention_guided_masks, make_mask
+from vtr.objectives.masking import attention_sampled_masks, make_mask
 from vtr.objectives.snapshot import snapshot_forward
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +119,8 @@ def test_mascot_run_logs_high_and_low_masks_of_the_snapshot_attention(tiny_demo_
     grid = (h // patch, w // patch)
     attn = snapshot_forward(module.snapshot, clips, with_attention=True).cls_attn
     m = cfg.model.mascot
-    assert m.masking == "attention"
-    informed, high, low = attention_guided_masks(attn, m.rho, m.mask_ratio, torch.Generator().manual_seed(cfg.seed))
+    assert m.masking == "sampled"
+    informed, high, low = attention_sampled_masks(attn, m.rho, m.mask_ratio, torch.Generator().manual_seed(cfg.seed))
     rows = _rows(panel, 4 * b, h)
     for i in range(b):
         plain = rows[4 * i]
@@ -134,7 +134,7 @@ def test_mascot_run_logs_high_and_low_masks_of_the_snapshot_attention(tiny_demo_
                 r, c = divmod(n, grid[1])
                 block = heat[r * patch : (r + 1) * patch, f * w + c * patch : f * w + (c + 1) * patch]
                 assert block[..., channel].mean() > block[..., 2 - channel].mean() + 20, (i, f, channel)
-    assert (high & informed).sum() == high.sum() and not (low & informed).any()  # rho >= mask ratio here
+    assert (high & informed).sum() > (low & informed).sum()  # the high mask favours the attended patches
 
 
 def test_log_images_false_writes_no_images(tiny_demo_root, tmp_path):

@@ -94,8 +94,11 @@ class MascotConfig:
     ``ema_start_step``."""
 
     enabled: bool = False
-    masking: str = "attention"  # attention | random
-    rho: float = 0.5  # fraction of patches called high-informed
+    # sampled: both masks drawn in proportion to the [CLS] attention (high) and its reversed rank (low);
+    # split: each mask drawn from the top-rho (high) or the other patches (low), needs rho > mask_ratio;
+    # random: ablation, two attention-blind masks
+    masking: str = "sampled"
+    rho: float = 0.5  # fraction of patches called high-informed (those the completion loss counts)
     mask_ratio: float = 0.5
     decoder_depth: int = 1
     decoder_heads: int = 8
@@ -103,8 +106,11 @@ class MascotConfig:
     reconstruct_low: bool = False  # ablation: also reconstruct low-informed masked patches
     dual_mask: bool = True
     completion_weight: float = 1.0
-    dual_contrastive_weight: float = 1.0
-    consistency: str = "sym_kl"  # sym_kl | none
+    dual_contrastive_weight: float = 1.0  # relative to masked_contrastive_weight
+    masked_contrastive_weight: float = 1.0  # both masked views' contrastive losses (the unmasked view's is 1)
+    # sym_kl: between the two masked views; kl_to_full: each masked view toward the detached
+    # unmasked one (needs full_view); none
+    consistency: str = "sym_kl"
     consistency_weight: float = 1.0
     full_view: bool = False  # also the unmasked clip's contrastive loss, beside the two masked views
 
@@ -217,8 +223,8 @@ _CHOICES = {
     "model.mvm.head": ("linear", "mlp"),
     "model.mvm.loss": ("mse", "smooth_l1", "cosine"),
     "model.mvm.contrastive_view": ("masked", "full", "both"),
-    "model.mascot.masking": ("attention", "random"),
-    "model.mascot.consistency": ("sym_kl", "none"),
+    "model.mascot.masking": ("sampled", "split", "random"),
+    "model.mascot.consistency": ("sym_kl", "kl_to_full", "none"),
     **{f"data.{key}": allowed for key, allowed in DATA_CHOICES.items()},
     "optim.schedule": ("cosine", "constant"),
 }
@@ -301,6 +307,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "config keys 'model.mvm.enabled' and 'model.mascot.enabled': MASCOT's completion replaces MILES' "
             "masked modeling (both regress the snapshot's features); enable one"
+        )
+    mascot = cfg.model.mascot
+    if mascot.masking == "split" and mascot.rho <= mascot.mask_ratio:
+        raise ConfigError(
+            f"config keys 'model.mascot.rho' ({mascot.rho}) and 'model.mascot.mask_ratio' ({mascot.mask_ratio}): "
+            "split masking needs rho > mask_ratio, else both masks take whole sets and are fixed complements"
+        )
+    if mascot.consistency == "kl_to_full" and not mascot.full_view:
+        raise ConfigError(
+            "config keys 'model.mascot.consistency' and 'model.mascot.full_view': kl_to_full pulls the masked "
+            "views toward the unmasked one, which only model.mascot.full_view=true computes"
         )
     if cfg.data.worker_nice is not None and not 0 <= cfg.data.worker_nice <= 19:
         raise ConfigError(f"config key 'data.worker_nice': {cfg.data.worker_nice} is not a niceness from 0 to 19")

@@ -12,7 +12,9 @@ resumed run draw the same masks as an uninterrupted one without storing RNG stat
   at once and the union grows in draw order; the last rectangle is cut off in raster order so
   the count is exact.
 - ``attention_guided_masks``: MASCOT's split of patches into high- and low-informed ones by the
-  [CLS] attention, and a mask drawn from each set.
+  [CLS] attention, and a mask drawn from each set (``masking=split``).
+- ``attention_sampled_masks``: MASCOT's two masks drawn in proportion to the [CLS] attention and
+  to its reversed ranking (``masking=sampled``); random at every ``rho`` and ratio.
 """
 
 from __future__ import annotations
@@ -103,6 +105,12 @@ def make_mask(
     return MASKS[kind](batch, frames, grid, ratio, generator)
 
 
+def informed_patches(cls_attn: Tensor, rho: float) -> Tensor:
+    """The ``rho`` fraction of each frame's patches with the highest [CLS] attention."""
+    n = cls_attn.shape[-1]
+    return ~_lowest_k(cls_attn, n - num_masked(n, rho))
+
+
 def attention_guided_masks(
     cls_attn: Tensor, rho: float, ratio: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,12 +120,46 @@ def attention_guided_masks(
     are high-informed. Returns (high_informed, high_mask, low_mask), each (B, T, N) bool:
     ``high_mask`` hides ``ratio * N`` patches drawn at random from the high-informed set first
     (spilling into the low set only if it is smaller than that), ``low_mask`` likewise from the
-    low-informed set.
+    low-informed set. When ``rho == ratio`` the draw picks whole sets: both masks are fixed by the
+    attention and complement each other, which is why the config requires ``rho > mask_ratio``.
     """
     b, t, n = cls_attn.shape
-    high = ~_lowest_k(cls_attn, n - num_masked(n, rho))
+    high = informed_patches(cls_attn, rho)
     k = num_masked(n, ratio)
     noise = torch.rand(b, t, n, generator=generator).to(cls_attn.device)
     high_mask = _lowest_k(noise - high.float() * 2, k)
     low_mask = _lowest_k(noise + high.float() * 2, k)
     return high, high_mask, low_mask
+
+
+def _sample_k(weights: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """Boolean mask of k patches per row of ``weights`` (R, N) (positive, on the CPU), drawn
+    without replacement with probabilities proportional to the weights."""
+    mask = torch.zeros_like(weights, dtype=torch.bool)
+    if k > 0:
+        mask.scatter_(-1, torch.multinomial(weights, k, replacement=False, generator=generator), True)
+    return mask
+
+
+def attention_sampled_masks(
+    cls_attn: Tensor, rho: float, ratio: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """MASCOT's masks drawn in proportion to the [CLS] attention, so both stay random at any
+    ``rho`` and ratio (the split's are fixed, and complements, when ``rho == ratio``).
+
+    ``cls_attn`` (B, T, N). Returns (high_informed, high_mask, low_mask), each (B, T, N) bool, with
+    ``high_informed`` the top-``rho`` patches of each frame (the completion loss counts those).
+    ``high_mask`` hides ``ratio * N`` patches per frame drawn with probability proportional to the
+    attention (floored, so that a zero weight cannot make the draw impossible); ``low_mask`` as many
+    drawn proportionally to the reversed rank (the least attended patch weighs N, the most attended
+    1), which favours background without depending on how peaked the attention is.
+    """
+    b, t, n = cls_attn.shape
+    k = num_masked(n, ratio)
+    attn = cls_attn.detach().float().cpu().reshape(b * t, n).clamp_min(0)
+    high_weights = attn + attn.amax(-1, keepdim=True).clamp_min(1e-12) * 1e-3
+    low_weights = attn.argsort(-1, descending=True).argsort(-1).float() + 1  # rank 1 = most attended
+    high_mask, low_mask = (
+        _sample_k(w, k, generator).reshape(b, t, n).to(cls_attn.device) for w in (high_weights, low_weights)
+    )
+    return informed_patches(cls_attn, rho), high_mask, low_mask
