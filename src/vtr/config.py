@@ -9,6 +9,7 @@ paper-scale recipe (ViT-B/16, DistilBERT, 4 frames at 224 px); the demo YAMLs sh
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,61 @@ from omegaconf.errors import OmegaConfBaseException
 
 from data_modules.config import DATA_CHOICES, DATA_FRACTIONS, DataConfig
 
-from .protocol import EVAL_CHOICES, EVAL_PROTOCOLS, EvalConfig, apply_eval_protocol
-
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key or file at fault."""
+
+
+@dataclass(frozen=True)
+class LoadHooks:
+    """What loading needs from the layers above this one, which every other module imports and
+    which therefore imports nothing of vtr (that closed an import cycle through the checkpoints).
+    ``vtr/__init__.py`` installs them, so they are there whenever this module is imported."""
+
+    finish: Callable[[DictConfig], None]  # fill the machine's precision for `auto` and the eval preset
+    is_checkpoint: Callable[[str], bool]
+    trained_model_config: Callable[[str], dict | None]  # init_from's model section; ConfigError if unreadable
+
+
+_hooks: LoadHooks | None = None
+
+
+def install_hooks(hooks: LoadHooks) -> None:
+    """Called once, by the package's ``__init__``."""
+    global _hooks
+    _hooks = hooks
+
+
+def _installed() -> LoadHooks:
+    if _hooks is None:
+        raise RuntimeError("vtr.config was loaded outside the vtr package: the hooks of vtr/__init__.py are missing")
+    return _hooks
+
+
+EVAL_PROTOCOLS = ("ours", "released")
+
+
+@dataclass
+class EvalConfig:
+    """Test-time switches; null takes the value of the ``eval_protocol`` preset (the table in vtr/protocol.py)."""
+
+    frame_sampling: str | None = None  # ours | released
+    transform: str | None = None  # ours | released
+    caption_truncation: str | None = None  # cap (data.max_text_length) | model_max (the tokenizer's)
+    unreadable: str | None = None  # skip | black
+    precision: str | None = None  # precision of `evaluate`; ours: trainer.precision
+    t2v_tie_break: str | None = None  # average | optimistic | mean; ours: the top-level tie_break
+    v2t_tie_break: str | None = None
+
+
+EVAL_CHOICES = {
+    "eval.frame_sampling": ("ours", "released"),
+    "eval.transform": ("ours", "released"),
+    "eval.caption_truncation": ("cap", "model_max"),
+    "eval.unreadable": ("skip", "black"),
+    "eval.t2v_tie_break": ("average", "optimistic", "mean"),
+    "eval.v2t_tie_break": ("average", "optimistic", "mean"),
+}
 
 
 @dataclass
@@ -259,14 +310,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def checkpoint_model_config(path: str) -> dict | None:
     """The ``model`` section of the checkpoint ``path`` (the one it was trained with, or the one
     its weights imply for released Frozen-in-Time / MILES files); None if it says nothing."""
-    from .checkpoints import CheckpointError, is_checkpoint, stored_model_config  # torch: only when needed
-
-    if not is_checkpoint(path):
+    hooks = _installed()
+    if not hooks.is_checkpoint(path):
         raise ConfigError(f"config key 'init_from': checkpoint not found: {path}")
-    try:
-        return stored_model_config(path)
-    except CheckpointError as err:  # a truncated or foreign file: name it
-        raise ConfigError(f"config key 'init_from': {err}") from None
+    return hooks.trained_model_config(path)
 
 
 def read_yaml(path: Path) -> DictConfig:
@@ -291,10 +338,7 @@ def _describe(err: OmegaConfBaseException) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Checks that the type system cannot express; every message names its key."""
-    from .precision import resolve_precision
-
-    cfg.trainer.precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    apply_eval_protocol(cfg)  # before the checks, which then cover the eval keys it fills
+    _installed().finish(cfg)  # before the checks, which then cover the eval keys it fills
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -342,11 +386,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("config key 'data.train': no training dataset named")
     for key in ("init_from", "resume"):
         value = cfg[key]
-        if value is not None:
-            from .checkpoints import is_checkpoint  # imports torch: only when a checkpoint is named
-
-            if not is_checkpoint(value):
-                raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
+        if value is not None and not _installed().is_checkpoint(value):
+            raise ConfigError(f"config key '{key}': checkpoint not found: {value}")
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:

@@ -42,35 +42,9 @@ run tests with the precision it trained with, and the metrics' protocol block sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
-
-EVAL_PROTOCOLS = ("ours", "released")
-
-
-@dataclass
-class EvalConfig:
-    """Test-time switches; null takes the value of the ``eval_protocol`` preset (table above)."""
-
-    frame_sampling: str | None = None  # ours | released
-    transform: str | None = None  # ours | released
-    caption_truncation: str | None = None  # cap (data.max_text_length) | model_max (the tokenizer's)
-    unreadable: str | None = None  # skip | black
-    precision: str | None = None  # precision of `evaluate`; ours: trainer.precision
-    t2v_tie_break: str | None = None  # average | optimistic | mean; ours: the top-level tie_break
-    v2t_tie_break: str | None = None
-
-
-EVAL_CHOICES = {
-    "eval.frame_sampling": ("ours", "released"),
-    "eval.transform": ("ours", "released"),
-    "eval.caption_truncation": ("cap", "model_max"),
-    "eval.unreadable": ("skip", "black"),
-    "eval.t2v_tie_break": ("average", "optimistic", "mean"),
-    "eval.v2t_tie_break": ("average", "optimistic", "mean"),
-}
 
 
 def eval_preset(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,7 @@ the same strategy and :func:`vtr.checkpoints.read_sharded_state_dict` turns into
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy, St
 from omegaconf import DictConfig
 from torch import nn
 
-from .checkpoints import remap_legacy_keys
+from .checkpoints.legacy import LEGACY_PREFIXES, current_key, legacy_key, remap_legacy_keys
 from .models.layers import DividedSpaceTimeBlock
 from .models.text_encoder import TextEncoder
 from .models.video_encoder import SpaceTimeViT
@@ -144,7 +145,9 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     def load_checkpoint(self, checkpoint_path: Any, weights_only: Any = None) -> dict[str, Any]:
         path = Path(self.broadcast(checkpoint_path))
-        if not path.is_file():  # a sharded folder: Lightning's own loading
+        if not path.is_file():  # a sharded folder: Lightning's own loading, unless in the old key layout
+            if _holds_legacy_keys(path):
+                return self._load_legacy_folder(path, weights_only)
             return super().load_checkpoint(path, weights_only)
         from lightning.fabric.strategies.model_parallel import _load_raw_module_state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -164,6 +167,42 @@ class FSDP2Strategy(ModelParallelStrategy):
             }
             set_optimizer_state_dict(self.model, optimizer, optim_state_dict=by_name, options=options)
         return checkpoint
+
+    def _load_legacy_folder(self, path: Path, weights_only: Any) -> dict[str, Any]:
+        """Lightning's sharded resume, each weight and its optimizer state read under the name the
+        folder holds it by: the module's on_load_checkpoint remap never sees a folder's weights."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        assert self.model is not None and self.lightning_module is not None
+        weights = get_model_state_dict(self.model)
+        dcp.load({"state_dict": {legacy_key(k): v for k, v in weights.items()}}, checkpoint_id=path)  # in place
+        self.model.load_state_dict(weights, strict=self.lightning_module.strict_loading)
+        for i, optimizer in enumerate(self.optimizers):
+            stored = {f"optimizer_{i}": _renamed(get_optimizer_state_dict(self.model, optimizer), legacy_key)}
+            dcp.load(stored, checkpoint_id=path)  # tensors in place, param groups replaced
+            restored = _renamed(stored[f"optimizer_{i}"], current_key)
+            set_optimizer_state_dict(self.model, optimizer, restored, options=StateDictOptions(cpu_offload=True))
+        return torch.load(path / "meta.pt", weights_only=weights_only)
+
+
+def _renamed(optimizer_state: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+    """A name-keyed optimizer state dict (``get_optimizer_state_dict``) with every parameter renamed."""
+    groups = [{**g, "params": [rename(name) for name in g["params"]]} for g in optimizer_state["param_groups"]]
+    return {"state": {rename(k): v for k, v in optimizer_state["state"].items()}, "param_groups": groups}
+
+
+def _holds_legacy_keys(folder: Path) -> bool:
+    """Whether a sharded folder was written before the objectives were modules (``mvm_head.*``, ``completion.*``)."""
+    import torch.distributed.checkpoint as dcp
+
+    keys = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata.keys()
+    return any(key.startswith(f"state_dict.{old}") for key in keys for old in LEGACY_PREFIXES)
 
 
 def fsdp2_mp_policy(precision: str):

@@ -15,11 +15,21 @@ LEGACY_PREFIXES: dict[str, str] = {"mvm_head.": "mvm.head.", "completion.": "mas
 
 def remap_legacy_keys(state: dict[str, V]) -> dict[str, V]:
     """A state dict with every key that starts with an old prefix renamed; other keys unchanged."""
-    out: dict[str, V] = {}
-    for key, value in state.items():
-        for old, new in LEGACY_PREFIXES.items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-                break
-        out[key] = value
-    return out
+    return {current_key(key): value for key, value in state.items()}
+
+
+def current_key(key: str) -> str:
+    """Today's name of ``key``, which may be a name of the old layout."""
+    for old, new in LEGACY_PREFIXES.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def legacy_key(key: str) -> str:
+    """The name ``key`` had in the old layout (the inverse of :func:`remap_legacy_keys`), so that a
+    folder written in that layout can be read into today's state dict under the names it holds."""
+    for old, new in LEGACY_PREFIXES.items():
+        if key.startswith(new):
+            return old + key[len(new) :]
+    return key
