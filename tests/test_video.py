@@ -76,6 +76,11 @@ CLIPS = {
     # way to a wanted one, with non-reference B-frames skipped
     "h264-longgop.mp4": dict(codec="libx264", gop=250, b_frames=3),
     "h264-bframes.mkv": dict(codec="libx264", gop=30, b_frames=3),
+    # H.264 in AVI: decoded frames carry their chunk's number, not their presentation time
+    "h264-bframes.avi": dict(codec="libx264", gop=25, b_frames=3),
+    # MPEG-TS has no index: seeks search the file and can land after the target or past the end
+    "h264.ts": dict(codec="libx264", gop=8, b_frames=2),
+    "h264-bframes.ts": dict(codec="libx264", gop=25, b_frames=3),
 }
 
 
