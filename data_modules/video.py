@@ -31,6 +31,7 @@ from data_modules.video_stream import (
     MediaError,
     OpenVideo,
     VideoSource,
+    counted_frames,
     frame_count,
     frame_rate,
     open_video,
@@ -106,8 +107,11 @@ def _window_frames(video: OpenVideo, total: int, window: Window) -> tuple[int, i
 def _sample(
     video: OpenVideo, num_frames: int, mode: str, rng: random.Random | None, window: Window | None
 ) -> tuple[int, list[int]]:
-    """The clip's frame count and the frame indices to read (within ``window``, if given)."""
-    total = frame_count(video.container, video.stream)
+    """The clip's frame count and the frame indices to read (within ``window``, if given).
+
+    The count is the container's where it keeps one (mp4's ``stream.frames``: no extra pass over
+    the file), else the video packets are counted (mkv, webm, MPEG-TS)."""
+    total = video.stream.frames if video.stream.frames > 0 else counted_frames(video)
     if total < 1:
         raise MediaError(video.path, "cannot tell how many frames the video has")
     if window is None:

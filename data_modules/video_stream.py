@@ -212,9 +212,27 @@ def _chunk_numbered(video: OpenVideo) -> bool:
             offsets.add(packet.pts - packet.dts)
         if len(offsets) > 1 or packet.size == 0 or count >= CHUNK_PROBE_PACKETS:
             break
+    rewind(video)
+    return len(offsets) == 1
+
+
+def rewind(video: OpenVideo) -> None:
+    """Seek back to the first packet. A time at or before the stream's start, not the start
+    itself: MPEG-TS has no index, and a seek to its ``start_time`` landed 16 frames in."""
     start = video.stream.start_time
     video.container.seek(min(0, start) if start is not None else 0, stream=video.stream)
-    return len(offsets) == 1
+
+
+def counted_frames(video: OpenVideo) -> int:
+    """The video stream's frames, counted from its packets (demuxed, not decoded), then rewound.
+
+    For containers that keep no frame count: their duration is often the longest stream's (an
+    audio track running past the video), so duration x frame rate would promise frames that do
+    not exist. Every non-empty packet of the codecs read here is one frame out of the decoder.
+    """
+    count = sum(1 for packet in video.container.demux(video.stream) if packet.size)
+    rewind(video)
+    return count
 
 
 def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 from av.video.frame import PictureType
-from helpers.media import frame_number, marked_frame, write_clip, write_faststart_clip, write_image
+from helpers.media import (
+    frame_number,
+    marked_frame,
+    write_clip,
+    write_clip_with_audio,
+    write_faststart_clip,
+    write_image,
+)
 from torchvision import tv_tensors
 
 from data_modules import video
@@ -100,6 +107,25 @@ def test_readers_return_the_sampled_frames(clips, name):
             assert seek.dtype == torch.uint8 and seek.shape == (num_frames, 3, 32, marked_frame(0).shape[1])
             assert [frame_number(f.numpy()) for f in seek] == expected
             assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("h264.mkv", "libx264"), ("vp9.webm", "libvpx-vp9")])
+@pytest.mark.parametrize("audio_s", [2.9, 4.4])
+def test_a_longer_audio_track_does_not_promise_frames_past_the_video(tmp_path, name, codec, audio_s):
+    """D1: mkv/webm keep no frame count and their duration is the longest stream's; the frames
+    are counted from the video packets, so the last sampled frames exist."""
+    path = write_clip_with_audio(tmp_path / name, 60, audio_s, codec)
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base > 2.4 + 0.4  # the audio's, past the video's 2.4 s
+        assert sum(1 for _ in container.decode(video=0)) == 60
+    draws = [("uniform", None)] + [("rand", seed) for seed in range(30)]
+    for mode, seed in draws:
+        rng = random.Random(seed)
+        seek = read_video(path, 8, mode, rng if seed is not None else None)
+        full = read_video_full_decode(path, 8, mode, random.Random(seed) if seed is not None else None)
+        expected = sample_frame_indices(60, 8, mode, random.Random(seed))
+        assert [frame_number(f.numpy()) for f in seek] == expected
+        assert torch.equal(seek, full)
 
 
 @pytest.mark.parametrize("name", ["h264-bframes.mp4", "mpeg4-bframes.avi", "h264-bframes.mkv"])

@@ -65,3 +65,29 @@ def write_faststart_clip(path: Path, num_frames: int = 60) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_clip_with_audio(path: Path, num_frames: int, audio_s: float, codec: str = "libx264") -> Path:
+    """A clip of ``num_frames`` marked 25 fps frames and a silent Opus track of ``audio_s`` seconds:
+    in mkv/webm the container's duration is then the audio's, longer than the video."""
+    options = {"g": "8"} | ({"bf": "2", "b_strategy": "0"} if codec == "libx264" else {})
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=25, options=options)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        audio = container.add_stream("libopus", rate=48000, layout="mono")
+        for i in range(num_frames):
+            for packet in video.encode(av.VideoFrame.from_ndarray(marked_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        samples = round(audio_s * 48000)
+        for start in range(0, samples, 960):
+            chunk = av.AudioFrame.from_ndarray(
+                np.zeros((1, min(960, samples - start)), np.int16), format="s16", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts = 48000, start
+            for packet in audio.encode(chunk):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    return path
