@@ -36,6 +36,7 @@ from data_modules.video_stream import (
     frame_rate,
     open_video,
     source_name,
+    trusted_frame_count,
     write_rgb,
 )
 
@@ -109,9 +110,10 @@ def _sample(
 ) -> tuple[int, list[int]]:
     """The clip's frame count and the frame indices to read (within ``window``, if given).
 
-    The count is the container's where it keeps one (mp4's ``stream.frames``: no extra pass over
-    the file), else the video packets are counted (mkv, webm, MPEG-TS)."""
-    total = video.stream.frames if video.stream.frames > 0 else counted_frames(video)
+    The count is the container's where it keeps one that its duration confirms (mp4's
+    ``stream.frames``: no extra pass over the file), else the video packets are counted (mkv,
+    webm, MPEG-TS, an mp4 whose edit list cuts frames)."""
+    total = trusted_frame_count(video.path, video.stream) or counted_frames(video)
     if total < 1:
         raise MediaError(video.path, "cannot tell how many frames the video has")
     if window is None:

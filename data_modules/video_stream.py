@@ -223,14 +223,28 @@ def rewind(video: OpenVideo) -> None:
     video.container.seek(min(0, start) if start is not None else 0, stream=video.stream)
 
 
+def trusted_frame_count(path: Path, stream: av.video.stream.VideoStream) -> int:
+    """``stream.frames`` where the stream's duration agrees with it (to the nearest frame), else 0.
+
+    An mp4 edit list that cuts frames leaves them in ``stream.frames`` but not in the duration."""
+    if stream.frames <= 0:
+        return 0
+    if stream.duration is None or stream.time_base is None:
+        return stream.frames
+    shown = round(stream.duration * stream.time_base * frame_rate(path, stream))
+    return stream.frames if shown == stream.frames else 0
+
+
 def counted_frames(video: OpenVideo) -> int:
     """The video stream's frames, counted from its packets (demuxed, not decoded), then rewound.
 
     For containers that keep no frame count: their duration is often the longest stream's (an
     audio track running past the video), so duration x frame rate would promise frames that do
-    not exist. Every non-empty packet of the codecs read here is one frame out of the decoder.
+    not exist; and for an mp4 whose edit list cuts frames (its ``stream.frames`` counts them, the
+    decoder drops them: their packets are marked discard). Every other non-empty packet of the
+    codecs read here is one frame out of the decoder.
     """
-    count = sum(1 for packet in video.container.demux(video.stream) if packet.size)
+    count = sum(1 for packet in video.container.demux(video.stream) if packet.size and not packet.is_discard)
     rewind(video)
     return count
 

@@ -120,12 +120,35 @@ def test_a_longer_audio_track_does_not_promise_frames_past_the_video(tmp_path, n
         assert sum(1 for _ in container.decode(video=0)) == 60
     draws = [("uniform", None)] + [("rand", seed) for seed in range(30)]
     for mode, seed in draws:
-        rng = random.Random(seed)
-        seek = read_video(path, 8, mode, rng if seed is not None else None)
+        seek = read_video(path, 8, mode, random.Random(seed) if seed is not None else None)
         full = read_video_full_decode(path, 8, mode, random.Random(seed) if seed is not None else None)
         expected = sample_frame_indices(60, 8, mode, random.Random(seed))
         assert [frame_number(f.numpy()) for f in seek] == expected
         assert torch.equal(seek, full)
+
+
+def test_an_edit_list_that_cuts_frames_is_counted(tmp_path):
+    """D1: an mp4 edit list cutting 5 of 60 frames leaves them in ``stream.frames``; the decoder
+    drops them, so the clip has 55 frames, counted from the packets not marked discard."""
+    path = write_clip(tmp_path / "cut.mp4", 60, first_pts=-5)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 60
+        assert sum(1 for _ in container.decode(video=0)) == 55
+    for mode, seed in [("uniform", None)] + [("rand", seed) for seed in range(30)]:
+        seek = read_video(path, 8, mode, random.Random(seed) if seed is not None else None)
+        full = read_video_full_decode(path, 8, mode, random.Random(seed) if seed is not None else None)
+        expected = [5 + i for i in sample_frame_indices(55, 8, mode, random.Random(seed))]
+        assert [frame_number(f.numpy()) for f in seek] == expected
+        assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize("name", ["h264-bframes.mp4", "h264-longgop.mp4"])
+def test_an_mp4_frame_count_costs_no_extra_pass(clips, name, monkeypatch):
+    def counted(video):
+        raise AssertionError("demuxed the whole file to count frames")
+
+    monkeypatch.setattr(video, "counted_frames", counted)
+    assert read_video(clips[name], 4, "uniform").shape[0] == 4
 
 
 @pytest.mark.parametrize("name", ["h264-bframes.mp4", "mpeg4-bframes.avi", "h264-bframes.mkv"])
