@@ -154,7 +154,8 @@ def read_video(
     ``SEEK_MIN_SKIP`` frames past the one just decoded, it seeks there, else it keeps decoding.
     On the way to a wanted frame the frames nothing references are not decoded at all
     (``Decoder``), and only the wanted frames are converted to RGB. Frames are matched by
-    timestamp, so a constant-rate stream gives exactly the frames of the full decode.
+    timestamp, or counted out of the decoder from the keyframe landed on where timestamps are AVI
+    chunk numbers, so a constant-rate stream gives exactly the frames of the full decode.
     """
     with open_video(path) as video:
         path = video.path
