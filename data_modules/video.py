@@ -31,10 +31,12 @@ from data_modules.video_stream import (
     MediaError,
     OpenVideo,
     VideoSource,
+    counted_frames,
     frame_count,
     frame_rate,
     open_video,
     source_name,
+    trusted_frame_count,
     write_rgb,
 )
 
@@ -106,8 +108,12 @@ def _window_frames(video: OpenVideo, total: int, window: Window) -> tuple[int, i
 def _sample(
     video: OpenVideo, num_frames: int, mode: str, rng: random.Random | None, window: Window | None
 ) -> tuple[int, list[int]]:
-    """The clip's frame count and the frame indices to read (within ``window``, if given)."""
-    total = frame_count(video.container, video.stream)
+    """The clip's frame count and the frame indices to read (within ``window``, if given).
+
+    The count is the container's where it keeps one that its duration confirms (mp4's
+    ``stream.frames``: no extra pass over the file), else the video packets are counted (mkv,
+    webm, MPEG-TS, an mp4 whose edit list cuts frames)."""
+    total = trusted_frame_count(video.path, video.stream) or counted_frames(video)
     if total < 1:
         raise MediaError(video.path, "cannot tell how many frames the video has")
     if window is None:
@@ -148,7 +154,8 @@ def read_video(
     ``SEEK_MIN_SKIP`` frames past the one just decoded, it seeks there, else it keeps decoding.
     On the way to a wanted frame the frames nothing references are not decoded at all
     (``Decoder``), and only the wanted frames are converted to RGB. Frames are matched by
-    timestamp, so a constant-rate stream gives exactly the frames of the full decode.
+    timestamp, or counted out of the decoder from the keyframe landed on where timestamps are AVI
+    chunk numbers, so a constant-rate stream gives exactly the frames of the full decode.
     """
     with open_video(path) as video:
         path = video.path
@@ -156,28 +163,41 @@ def read_video(
         decoder = Decoder(video)
         frames = decoder.frames()
         first = next(frames, None)
-        if first is None or first.pts is None:
+        if first is None or (first.pts is None and not decoder.counting):
             raise MediaError(path, "no decodable frame with a timestamp")
-        clock = FrameClock(video, first.pts)
-        frames = itertools.chain([first], frames)
-        last_pts = first.pts
+        # counted containers: the clock converts indices to the chunk numbers seeks and the index use
+        clock = FrameClock(video, decoder.first_dts if decoder.counting else first.pts)
+        numbered = _numbered(decoder, clock, itertools.chain([first], frames), 0)
+        last = 0
         wanted = sorted(set(indices))
         clip = np.empty((len(wanted), 3, first.height, first.width), np.uint8)
         reformatter = VideoReformatter()
         for slot, target in enumerate(wanted):
             decoder.full_from = clock.first_pts(target)
-            if _landing(video.keyframes, clock, target) - clock.index(last_pts) > SEEK_MIN_SKIP:
-                frames = _seek(decoder, clock, target)
-            for frame in frames:
-                if frame.pts is None:
-                    raise MediaError(path, "decoded frame has no timestamp")
-                last_pts = frame.pts
-                if frame.pts >= decoder.full_from:
+            if _landing(video.keyframes, clock, target) - last > SEEK_MIN_SKIP:
+                numbered = _seek(decoder, clock, target)
+            for index, frame in numbered:
+                last = index
+                if index >= target:
                     _write(path, frame, clip[slot], reformatter)
                     break
             else:
                 raise MediaError(path, f"stream ended before frame {target} of {total}")
     return _in_order(clip, wanted, indices)
+
+
+def _numbered(
+    decoder: Decoder, clock: FrameClock, frames: Iterator[av.VideoFrame], start: int
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` for frames decoded from one that is frame ``start``: by timestamp, or
+    counted out of the decoder in containers whose timestamps are not presentation times."""
+    if decoder.counting:
+        yield from enumerate(frames, start)
+        return
+    for frame in frames:
+        if frame.pts is None:
+            raise MediaError(decoder.video.path, "decoded frame has no timestamp")
+        yield clock.index(frame.pts), frame
 
 
 def _landing(keyframes: list[int], clock: FrameClock, target: int) -> int:
@@ -191,22 +211,41 @@ def _landing(keyframes: list[int], clock: FrameClock, target: int) -> int:
     return clock.index(keyframes[i - 1]) if i else 0
 
 
-def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[av.VideoFrame]:
-    """Frames decoded from the keyframe at or before ``target``.
+def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Numbered frames decoded from a keyframe at or before ``target``, never one after it.
 
-    Demuxers that seek by decode timestamps (AVI with B-frames) can land on a keyframe shown
-    after the target; then seek further back until the first frame is not past it.
+    Demuxers that seek by decode timestamps (AVI with B-frames) or by a search over the file's
+    bytes (MPEG-TS, no index) can land on a keyframe shown after the target, or past the end (no
+    frame at all); then seek further back, and as a last resort decode from the start.
     """
     at = target
-    while True:
+    while at > 0:
         frames = decoder.seek(clock.pts(at))
         first = next(frames, None)
-        if first is None:
-            return iter(())
-        landed = clock.index(first.pts) if first.pts is not None else target
-        if landed <= target or at == 0:
-            return itertools.chain([first], frames)
-        at = max(0, at - 2 * (landed - at))
+        landed = None if first is None else _landed(decoder, clock, first)
+        if landed is not None and landed <= target:
+            return _numbered(decoder, clock, itertools.chain([first], frames), landed)
+        over = 0 if landed is None else landed - target
+        at = max(0, target - max(2 * (target - at), 2 * over, SEEK_MIN_SKIP))
+    return _rewind(decoder, clock)
+
+
+def _landed(decoder: Decoder, clock: FrameClock, first: av.VideoFrame) -> int | None:
+    """The index of the first frame after a seek, ``None`` if it cannot be told."""
+    if decoder.counting:
+        # only a keyframe out first is the keyframe landed on (its chunk number is its index)
+        return clock.index(decoder.first_dts) if first.key_frame and decoder.first_dts is not None else None
+    return None if first.pts is None else clock.index(first.pts)
+
+
+def _rewind(decoder: Decoder, clock: FrameClock) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Numbered frames decoded from the first one (the stream's start is at or after 0)."""
+    start = decoder.video.stream.start_time
+    frames = decoder.seek(min(0, start) if start is not None else 0)
+    first = next(frames, None)
+    if first is None or _landed(decoder, clock, first) != 0:
+        raise MediaError(decoder.video.path, "cannot seek back to the first frame")
+    return _numbered(decoder, clock, itertools.chain([first], frames), 0)
 
 
 def _write(path: Path, frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:

@@ -26,6 +26,16 @@ VideoSource = str | Path | BinaryIO
 # Demuxers whose packets carry presentation timestamps (not just decode order), so a packet can
 # be told to belong to a frame before the wanted one while it is still undecoded. AVI cannot.
 PTS_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+# Demuxers whose timestamps may not be presentation times. AVI stores one chunk per frame in
+# decode order and FFmpeg numbers the chunks; for some codecs (MPEG-4 Part 2) it works out the
+# presentation times, for others (H.264) a packet's pts is its chunk number plus a constant, and
+# with B-frames a decoded frame carries its chunk's number (frames 0, 1, 2, 3 of an H.264 AVI came
+# out with pts 1, 4, 3, 5). Then a frame's index is counted out of the decoder from a known
+# anchor: the keyframe a seek lands on, whose chunk number is its index (a closed GOP shows
+# exactly the frames it holds).
+COUNTED_FORMATS = frozenset({"avi"})
+# packets looked at to tell chunk numbers from presentation times: several GOPs' worth of reordering
+CHUNK_PROBE_PACKETS = 64
 
 
 class MediaError(Exception):
@@ -167,12 +177,17 @@ class Decoder:
         self.video = video
         self.context = video.stream.codec_context
         self.can_skip = video.container.format.name in PTS_FORMATS
+        self.counting = video.container.format.name in COUNTED_FORMATS and _chunk_numbered(video)
         self.full_from: int | None = None
+        self.first_dts: int | None = None  # of the first packet since the start or the last seek
         self._skipping = False
 
     def frames(self) -> Iterator[av.VideoFrame]:
         """Frames from the current position (the start, or the last seek) in presentation order."""
+        self.first_dts = None
         for packet in self.video.container.demux(self.video.stream):
+            if self.first_dts is None and packet.size:
+                self.first_dts = packet.dts
             skip = (
                 self.can_skip and self.full_from is not None and packet.pts is not None and packet.pts < self.full_from
             )
@@ -185,6 +200,53 @@ class Decoder:
         """Frames from the keyframe at or before ``pts`` (by the demuxer's idea of time)."""
         self.video.container.seek(pts, backward=True, any_frame=False, stream=self.video.stream)
         return self.frames()
+
+
+def _chunk_numbered(video: OpenVideo) -> bool:
+    """Whether the first packets' pts are their decode order plus a constant (no reordering seen),
+    read from the start, which it seeks back to. Without B-frames that is also presentation order,
+    so counting frames is right either way."""
+    offsets = set()
+    for count, packet in enumerate(video.container.demux(video.stream), start=1):
+        if packet.size and packet.pts is not None and packet.dts is not None:
+            offsets.add(packet.pts - packet.dts)
+        if len(offsets) > 1 or packet.size == 0 or count >= CHUNK_PROBE_PACKETS:
+            break
+    rewind(video)
+    return len(offsets) == 1
+
+
+def rewind(video: OpenVideo) -> None:
+    """Seek back to the first packet. A time at or before the stream's start, not the start
+    itself: MPEG-TS has no index, and a seek to its ``start_time`` landed 16 frames in."""
+    start = video.stream.start_time
+    video.container.seek(min(0, start) if start is not None else 0, stream=video.stream)
+
+
+def trusted_frame_count(path: Path, stream: av.video.stream.VideoStream) -> int:
+    """``stream.frames`` where the stream's duration agrees with it (to the nearest frame), else 0.
+
+    An mp4 edit list that cuts frames leaves them in ``stream.frames`` but not in the duration."""
+    if stream.frames <= 0:
+        return 0
+    if stream.duration is None or stream.time_base is None:
+        return stream.frames
+    shown = round(stream.duration * stream.time_base * frame_rate(path, stream))
+    return stream.frames if shown == stream.frames else 0
+
+
+def counted_frames(video: OpenVideo) -> int:
+    """The video stream's frames, counted from its packets (demuxed, not decoded), then rewound.
+
+    For containers that keep no frame count: their duration is often the longest stream's (an
+    audio track running past the video), so duration x frame rate would promise frames that do
+    not exist; and for an mp4 whose edit list cuts frames (its ``stream.frames`` counts them, the
+    decoder drops them: their packets are marked discard). Every other non-empty packet of the
+    codecs read here is one frame out of the decoder.
+    """
+    count = sum(1 for packet in video.container.demux(video.stream) if packet.size and not packet.is_discard)
+    rewind(video)
+    return count
 
 
 def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 from av.video.frame import PictureType
-from helpers.media import frame_number, marked_frame, write_clip, write_faststart_clip, write_image
+from helpers.media import (
+    frame_number,
+    marked_frame,
+    write_clip,
+    write_clip_with_audio,
+    write_faststart_clip,
+    write_image,
+)
 from torchvision import tv_tensors
 
 from data_modules import video
@@ -76,6 +83,11 @@ CLIPS = {
     # way to a wanted one, with non-reference B-frames skipped
     "h264-longgop.mp4": dict(codec="libx264", gop=250, b_frames=3),
     "h264-bframes.mkv": dict(codec="libx264", gop=30, b_frames=3),
+    # H.264 in AVI: decoded frames carry their chunk's number, not their presentation time
+    "h264-bframes.avi": dict(codec="libx264", gop=25, b_frames=3),
+    # MPEG-TS has no index: seeks search the file and can land after the target or past the end
+    "h264.ts": dict(codec="libx264", gop=8, b_frames=2),
+    "h264-bframes.ts": dict(codec="libx264", gop=25, b_frames=3),
 }
 
 
@@ -95,6 +107,48 @@ def test_readers_return_the_sampled_frames(clips, name):
             assert seek.dtype == torch.uint8 and seek.shape == (num_frames, 3, 32, marked_frame(0).shape[1])
             assert [frame_number(f.numpy()) for f in seek] == expected
             assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize(("name", "codec"), [("h264.mkv", "libx264"), ("vp9.webm", "libvpx-vp9")])
+@pytest.mark.parametrize("audio_s", [2.9, 4.4])
+def test_a_longer_audio_track_does_not_promise_frames_past_the_video(tmp_path, name, codec, audio_s):
+    """D1: mkv/webm keep no frame count and their duration is the longest stream's; the frames
+    are counted from the video packets, so the last sampled frames exist."""
+    path = write_clip_with_audio(tmp_path / name, 60, audio_s, codec)
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base > 2.4 + 0.4  # the audio's, past the video's 2.4 s
+        assert sum(1 for _ in container.decode(video=0)) == 60
+    draws = [("uniform", None)] + [("rand", seed) for seed in range(30)]
+    for mode, seed in draws:
+        seek = read_video(path, 8, mode, random.Random(seed) if seed is not None else None)
+        full = read_video_full_decode(path, 8, mode, random.Random(seed) if seed is not None else None)
+        expected = sample_frame_indices(60, 8, mode, random.Random(seed))
+        assert [frame_number(f.numpy()) for f in seek] == expected
+        assert torch.equal(seek, full)
+
+
+def test_an_edit_list_that_cuts_frames_is_counted(tmp_path):
+    """D1: an mp4 edit list cutting 5 of 60 frames leaves them in ``stream.frames``; the decoder
+    drops them, so the clip has 55 frames, counted from the packets not marked discard."""
+    path = write_clip(tmp_path / "cut.mp4", 60, first_pts=-5)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 60
+        assert sum(1 for _ in container.decode(video=0)) == 55
+    for mode, seed in [("uniform", None)] + [("rand", seed) for seed in range(30)]:
+        seek = read_video(path, 8, mode, random.Random(seed) if seed is not None else None)
+        full = read_video_full_decode(path, 8, mode, random.Random(seed) if seed is not None else None)
+        expected = [5 + i for i in sample_frame_indices(55, 8, mode, random.Random(seed))]
+        assert [frame_number(f.numpy()) for f in seek] == expected
+        assert torch.equal(seek, full)
+
+
+@pytest.mark.parametrize("name", ["h264-bframes.mp4", "h264-longgop.mp4"])
+def test_an_mp4_frame_count_costs_no_extra_pass(clips, name, monkeypatch):
+    def counted(video):
+        raise AssertionError("demuxed the whole file to count frames")
+
+    monkeypatch.setattr(video, "counted_frames", counted)
+    assert read_video(clips[name], 4, "uniform").shape[0] == 4
 
 
 @pytest.mark.parametrize("name", ["h264-bframes.mp4", "mpeg4-bframes.avi", "h264-bframes.mkv"])
