@@ -13,7 +13,9 @@ Parts (each recorded in one JSON; a failing part records its error and the rest 
 5. ``data_wall``: loader clips/s on generated web-like clips by worker count, and the workers
    per GPU that the fastest step needs.
 
-``--dry-run`` runs the same code at the demo sizes on the CPU (a test runs it). On the device::
+``--dry-run`` runs the same code at the demo sizes on the CPU (a test runs it). On the device
+(no package registry there: ``benchmarks/fetch_gpu_wheels.sh`` fills ``.gpu_wheels/``, 37 MB for
+Python 3.11, which the run carries with the working tree)::
 
     pip install --no-index --no-deps .gpu_wheels/*.whl && pip install --no-deps -e . \
         && python benchmarks/gpu_check.py --out $OUT/gpu_check.json
@@ -206,10 +208,11 @@ def data_wall(args: argparse.Namespace, step_rows: list[dict]) -> dict[str, Any]
     (its clips/s over the best clips/s of one worker process; 0 workers load in the main process)."""
     spec = ClipSpec(*args.clip_spec, keyint=250)
     paths = [encode(spec, args.work / "web_clips", seed) for seed in range(args.clips)]
-    dataset = ClipDataset(paths, 4, read_video, args.input_res)
+    # each file read 8 times: enough batches to keep 16 workers busy without encoding 8x the clips
+    dataset = ClipDataset(paths * 8, 4, read_video, args.input_res)
     rows = []
     for workers in args.workers:
-        rate = clips_per_second(dataset, batch_size=2, workers=workers, repeats=1)
+        rate = clips_per_second(dataset, batch_size=4, workers=workers, repeats=1)
         rows.append({"workers": workers, "clips_per_second": rate, "per_worker": rate / workers if workers else None})
     step = max((r["clips_per_second"] for r in step_rows if "clips_per_second" in r), default=None)
     per_worker = max((r["per_worker"] for r in rows if r["per_worker"]), default=None)
@@ -270,7 +273,7 @@ def parse_args() -> argparse.Namespace:
     args.batches = [2] if dry else [16, 32, 64]
     args.steps = 1 if dry else 5
     args.workers = [0, 1] if dry else [4, 8, 16]
-    args.clips = 2 if dry else 16
+    args.clips = 1 if dry else 16
     args.clip_spec = (2, 25, 320, 240) if dry else (10, 30, 596, 336)
     return args
 

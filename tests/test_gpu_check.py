@@ -55,7 +55,7 @@ def test_model_flops_match_a_hand_count(objective, expected):
     assert model_flops(cfg, batch=5, text_len=3) == 5 * expected
 
 
-@pytest.mark.slow  # about 85 s on a shared 2-core CPU
+@pytest.mark.slow  # 90-130 s on a shared 2-core CPU
 def test_dry_run_records_every_part_and_a_failing_one(tmp_path):
     out = tmp_path / "gpu_check.json"
     cmd = [sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(out), "--fail-part", "precision"]
