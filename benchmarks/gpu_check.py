@@ -221,20 +221,17 @@ def data_wall(args: argparse.Namespace, step_rows: list[dict]) -> dict[str, Any]
             "preprocess": "not measured: raw clips only"}  # fmt: skip
 
 
-def guarded(results: dict, name: str, fail: str | None, fn: Callable[[], Any]) -> Any:
+def guarded(results: dict, name: str, fail: str | None, fn: Callable[[], Any]) -> None:
     """Run one part; a failure becomes its error string so the other parts still run."""
     start = time.perf_counter()
     try:
         if name == fail:
             raise RuntimeError(f"--fail-part {name}")
-        value = fn()
-        results[name] = {"ok": True, "result": value}
+        results[name] = {"ok": True, "result": fn()}
     except Exception as err:  # noqa: BLE001 - one part's failure must not stop the check
         traceback.print_exc()
-        value = None
         results[name] = {"ok": False, "error": f"{type(err).__name__}: {err}"}
     results[name]["seconds"] = time.perf_counter() - start
-    return value
 
 
 def table(results: dict) -> str:
@@ -279,22 +276,26 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    """The JSON is rewritten after every part: a run cut off by a time limit keeps what it measured."""
     args = parse_args()
+    results: dict[str, Any] = {"meta": {"dry_run": args.dry_run, "device": args.device,
+        "peak_tflops": args.peak_tflops, "torch": torch.__version__, "machine": platform.node(),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         args.work = Path(work)
         args.corpus = generate_demo_corpus(args.work / "demo", sizes=DemoSizes.tiny(), workers=1, progress=False)
         args.tokenizer = args.corpus / "tokenizer"
-        results: dict[str, Any] = {}
-        steps = guarded(results, "train_step", args.fail_part, lambda: train_step(args)) or []
-        guarded(results, "checkpointing_compile", args.fail_part, lambda: checkpointing_compile(args))
-        guarded(results, "strategies", args.fail_part, lambda: strategies(args))
-        guarded(results, "precision", args.fail_part, lambda: precision(args))
-        guarded(results, "data_wall", args.fail_part, lambda: data_wall(args, steps))
-    results["meta"] = {"dry_run": args.dry_run, "device": args.device, "peak_tflops": args.peak_tflops,
-                       "torch": torch.__version__, "machine": platform.node(),
-                       "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+        parts = {
+            "train_step": lambda: train_step(args),
+            "checkpointing_compile": lambda: checkpointing_compile(args),
+            "strategies": lambda: strategies(args),
+            "precision": lambda: precision(args),
+            "data_wall": lambda: data_wall(args, results["train_step"].get("result") or []),
+        }
+        for name, part in parts.items():
+            guarded(results, name, args.fail_part, part)
+            args.out.write_text(json.dumps(results, indent=2))
     print(table(results))
 
 
