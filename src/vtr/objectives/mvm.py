@@ -92,9 +92,11 @@ class MaskedVisualModeling(Objective):
         snapshot: SpaceTimeViT,
         generator: torch.Generator,
         with_unmasked: bool = False,
+        measure: bool = True,
     ) -> MaskedModeling:
         """The masked view and its loss; with ``with_unmasked``, the online encoder's view of the
-        unmasked clip too, computed in the same forward pass as the masked one."""
+        unmasked clip too, computed in the same forward pass as the masked one; with ``measure``,
+        the regression's readings (only logged steps ask for them)."""
         c = self.cfg
         mask = self.draw_mask(video, encoder.video.patch_embed.grid_size, generator).to(video.device).flatten(1)
         views = encoder.embed_video_views(video, [mask, None] if with_unmasked else [mask])
@@ -104,7 +106,8 @@ class MaskedVisualModeling(Objective):
         target = regression_targets(snap, encoder, c.target, c.target_norm)
         loss = masked_regression_loss(pred, target, mask, c.loss)
         unmasked = views[1] if with_unmasked else None
-        return MaskedModeling(emb, loss, snap, unmasked, regression_diagnostics(pred, target, mask))
+        readings = regression_diagnostics(pred, target, mask) if measure else {}
+        return MaskedModeling(emb, loss, snap, unmasked, readings)
 
     def forward(
         self,
@@ -134,7 +137,7 @@ class MaskedVisualModeling(Objective):
             return ObjectiveOutput({"contrastive": emb}, losses, {"contrastive": 1.0, "mvm": c.weight}, metrics)
         with_unmasked = c.contrastive_view != "masked"
         emb, loss, snap, unmasked, diagnostics = self.masked_modeling(
-            video, encoder, snapshot, generator, with_unmasked
+            video, encoder, snapshot, generator, with_unmasked, measure
         )
         views, full_out = {}, None
         if c.contrastive_view != "full":
