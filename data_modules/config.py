@@ -39,6 +39,14 @@ class DataConfig:
     max_missing_videos: float = 0.1
     action_split: int = 1  # HMDB51 / UCF101 official split, 1-3
     prompt_template: str = "a person {}"  # HMDB51 / UCF101 class name -> caption
+    # Training sets read from video2dataset / img2dataset output (webdataset or files format)
+    # instead of their per-file layout: {name: folder}, absolute or relative to root. A name here
+    # must also be in train; its shards hold videos, images or both (a sample's media member decides)
+    shards: dict[str, str] = field(default_factory=dict)
+    shard_mix: int = 8  # shards read at once, their samples interleaved: each is read front to back
+    # Where the per-shard member indexes are cached; null: beside the shards where that folder is
+    # writable, else ~/.cache/vtr/shards
+    shard_index_dir: str | None = None
     max_train_samples: int | None = None  # subsets, for smoke tests
     max_eval_samples: int | None = None
 
