@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from data_modules.config import DataConfig
-from data_modules.dataset import Collator, VideoTextDataset
+from data_modules.dataset import Collator, VideoRecord, VideoTextDataset
 from data_modules.readers import READERS
 from data_modules.readers.files import recording_required_files
 from data_modules.resumable import ResumableLoader, ResumableSampler, mix_seed
+from data_modules.shards import ShardRecords, ShardSampler, find_shards, index_folder
 from data_modules.video import build_transform
 
 # The data switches of the evaluation protocol (``eval.*`` keys) and their released values.
@@ -87,15 +89,21 @@ class RetrievalDataModule(pl.LightningDataModule):
             self.test_sets = {name: self._dataset(name, "test") for name in self.test_names}
 
     def _dataset(self, name: str, split: str) -> VideoTextDataset:
-        if name not in READERS:
-            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))}")
-        root = Path(self.cfg.root) / name
-        with recording_required_files() as files:
-            records = READERS[name](root, split, self.cfg)
         train = split == "train"
         limit = self.cfg.max_train_samples if train else self.cfg.max_eval_samples
-        if limit is not None:
-            records = records[:limit]
+        root = Path(self.cfg.root) / name
+        files: list[Path] = []
+        if train and name in self.cfg.shards:
+            records: Sequence[VideoRecord] | ShardRecords = self._shard_records(name)
+            if limit is not None:
+                records = records.head(limit)
+        else:
+            if name not in READERS:
+                raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))}")
+            with recording_required_files() as files:
+                records = READERS[name](root, split, self.cfg)
+            if limit is not None:
+                records = records[:limit]
         num_frames = self.cfg.num_frames if train else (self.cfg.eval_num_frames or self.cfg.num_frames)
         released = self._released(split)
         transform = build_transform(
@@ -110,6 +118,11 @@ class RetrievalDataModule(pl.LightningDataModule):
             blank_unreadable=released["unreadable"],
             source_files=[str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path in files],
         )
+
+    def _shard_records(self, name: str) -> ShardRecords:
+        folder = Path(self.cfg.root) / self.cfg.shards[name]  # an absolute folder stays as it is
+        shards = find_shards(folder)
+        return ShardRecords(folder, index_folder(folder, self.cfg.shard_index_dir), shards)
 
     def _released(self, split: str) -> dict[str, bool]:
         """Which data switches of the released protocol apply to ``split``: on test sets, those set so."""
@@ -158,9 +171,14 @@ class RetrievalDataModule(pl.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         seed = mix_seed(self.seed, name)
         workers = self.cfg.num_workers
+        records = dataset.records
+        if isinstance(records, ShardRecords):
+            sampler: ResumableSampler = ShardSampler(dataset, records.counts, self.cfg.shard_mix, seed, world, rank)
+        else:
+            sampler = ResumableSampler(dataset, seed, num_replicas=world, rank=rank)
         return ResumableLoader(
             dataset,
-            ResumableSampler(dataset, seed, num_replicas=world, rank=rank),
+            sampler,
             self.cfg.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,

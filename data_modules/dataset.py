@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch.utils.data import Dataset
@@ -33,7 +33,7 @@ class VideoRecord:
     its video's own. Slotted: WebVid holds 2.5M of them."""
 
     video_id: str
-    path: Path
+    path: Path | BinaryIO  # a file, or the bytes of a shard's member
     captions: list[str]
     is_image: bool = False
     caption_ids: list[str] | None = None
@@ -55,7 +55,7 @@ class VideoTextDataset(Dataset):
 
     def __init__(
         self,
-        records: Sequence[VideoRecord],
+        records: Sequence[VideoRecord],  # or data_modules.shards.ShardRecords, which resolves them lazily
         num_frames: int,
         transform: Callable[[torch.Tensor], torch.Tensor],
         train: bool,
@@ -80,7 +80,11 @@ class VideoTextDataset(Dataset):
         frames and the crop are drawn from that seed alone, not from the global RNGs."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         rng = random.Random(seed) if seed is not None else random
-        record = self.records[index]
+        try:
+            record = self.records[index]
+        except MediaError as err:  # a sharded sample its shard does not hold, or an unreadable shard
+            log.warning("skipping %s: %s", err.path, err.reason)
+            return None
         blank = False
         try:
             if record.is_image:

@@ -55,11 +55,14 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         n = len(self.dataset)  # type: ignore[arg-type]
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.cycle))
-        order = torch.randperm(n, generator=generator).tolist()
+        order = self.permutation(torch.Generator().manual_seed(mix_seed(self.seed, self.cycle)))
         order += (order * (self.total_size // max(n, 1) + 1))[: self.total_size - n]
         share = order[self.rank : self.total_size : self.num_replicas][self.skip :]
         return iter([(i, mix_seed(self.seed, self.cycle, i)) for i in share])
+
+    def permutation(self, generator: torch.Generator) -> list[int]:
+        """The order of a pass over the dataset (before padding and sharding by rank)."""
+        return torch.randperm(len(self.dataset), generator=generator).tolist()  # type: ignore[arg-type]
 
 
 class ResumableLoader(DataLoader):
@@ -91,8 +94,16 @@ class ResumableLoader(DataLoader):
         return {"cycle": self._cycle, "batches": self._batches, **self._layout()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if any(state.get(key) != value for key, value in self._layout().items()):
-            # another batch size, world size or dataset: the saved position means nothing here
-            rank_zero_warn("the training data changed since the checkpoint: the data order starts afresh")
+        changed = {key: (state.get(key), now) for key, now in self._layout().items() if state.get(key) != now}
+        if changed:
+            # Another batch size, world size or dataset: the saved position means nothing in this
+            # pass's new split, and going on in it would draw some samples twice and others never.
+            # A new pass starts instead, in the order its number and the seed give.
+            said = ", ".join(f"{key} {before} -> {now}" for key, (before, now) in changed.items())
+            rank_zero_warn(
+                f"the training data changed since the checkpoint ({said}): the rest of pass {state['cycle']} "
+                f"is not drawn, training goes on with pass {state['cycle'] + 1}"
+            )
+            self._cycle, self._batches = state["cycle"] + 1, 0
             return
         self._cycle, self._batches = state["cycle"], state["batches"]

@@ -384,6 +384,13 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.task != "evaluate" and not cfg.data.train:
         raise ConfigError("config key 'data.train': no training dataset named")
+    unused = sorted(set(cfg.data.shards) - set(cfg.data.train))
+    if unused:
+        raise ConfigError(
+            f"config key 'data.shards': {', '.join(unused)} not in data.train (shards are read for training only)"
+        )
+    if cfg.data.shard_mix < 1:
+        raise ConfigError(f"config key 'data.shard_mix': {cfg.data.shard_mix} shards at a time; at least 1")
     for key in ("init_from", "resume"):
         value = cfg[key]
         if value is not None and not _installed().is_checkpoint(value):
