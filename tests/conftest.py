@@ -15,3 +15,12 @@ def tiny_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo_corpus(
         tmp_path_factory.mktemp("demo"), seed=0, sizes=DemoSizes.tiny(), workers=1, progress=False
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_shards(tiny_demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``data.shards`` overrides that read the tiny demo's training sets from shards."""
+    from helpers.shards import shard_demo_train_sets
+
+    folders = shard_demo_train_sets(tiny_demo_root, tmp_path_factory.mktemp("shards"))
+    return [f"data.shards.{name}={folder}" for name, folder in folders.items()]

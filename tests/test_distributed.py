@@ -129,6 +129,30 @@ def test_two_process_ddp_training_runs(recipe, extra, tiny_demo_root, tmp_path):
     assert list(tmp_path.glob("*/version_0/checkpoints/last.ckpt"))
 
 
+def test_two_process_ddp_training_on_uneven_shards_finishes(tiny_demo_root, tiny_demo_shards, tmp_path):
+    """Shards of 3 samples (the last shorter, one failed download) over 2 ranks, validating
+    between steps: every rank must take the same number of steps, or one waits forever."""
+    import subprocess
+    import sys
+
+    from helpers.runs import tiny_overrides
+
+    args = tiny_overrides(tiny_demo_root, tmp_path, steps=4) + [
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.val_check_interval=2",
+        "data.test=[]",
+        "data.batch_size=2",
+        "data.num_workers=1",
+        *tiny_demo_shards,
+    ]
+    cmd = [sys.executable, "-m", "vtr", "pretrain", "-c", "experiments/pretrain/demo.yaml", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    (ckpt,) = tmp_path.glob("*/version_0/checkpoints/last.ckpt")
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
+
+
 def test_validation_finishes_when_one_ranks_held_out_batch_is_unreadable(tiny_demo_root, tmp_path):
     """``val/mvm_heldout`` is reduced across ranks: a rank whose first validation batch has no
     readable clip must still take part, or the other rank waits for it forever."""

@@ -42,6 +42,15 @@ CASES = {
 
 @pytest.mark.parametrize("extra", CASES.values(), ids=CASES.keys())
 def test_resumed_run_gives_the_losses_of_an_uninterrupted_one(tiny_demo_root, tmp_path, extra):
+    _resumes_exactly(tiny_demo_root, tmp_path, extra)
+
+
+def test_a_run_on_shards_resumes_exactly(tiny_demo_root, tiny_demo_shards, tmp_path):
+    """The same on video2dataset / img2dataset shards, read by a worker process."""
+    _resumes_exactly(tiny_demo_root, tmp_path, ["data.num_workers=1", "data.shard_mix=2", *tiny_demo_shards])
+
+
+def _resumes_exactly(tiny_demo_root: Path, tmp_path: Path, extra: list[str]) -> None:
     full, _ = _train(tiny_demo_root, tmp_path / "full", 40, extra)
     first, ckpt = _train(tiny_demo_root, tmp_path / "first", 20, extra)
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 20

@@ -173,3 +173,19 @@ def test_a_frozen_text_tower_keeps_its_weights_and_its_dropout_off(tiny_demo_roo
     assert not all(torch.equal(trained[k], pretrained[k]) for k in trained)  # what freezing prevents
     with pytest.raises(ConfigError, match="model.text.freeze"):
         load_config(None, ["model.text.pretrained=false", "model.text.freeze=true"])
+
+
+def test_last_checkpoint_follows_every_validation_even_without_improvement(tiny_demo_root, tmp_path):
+    """With a learning rate of 0 the validation recall never improves after the first check:
+    best.ckpt stays at step 1 while last.ckpt must follow the run to its last validation."""
+    overrides = tiny_overrides(tiny_demo_root, tmp_path, steps=3) + [
+        "trainer.val_check_interval=1",
+        "optim.lr=0.0",
+        "data.test=[]",
+        "data.val=[msrvtt]",
+    ]
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", overrides)
+    run(cfg)
+    folder = resolve_run_dir(cfg).parent / "version_0/checkpoints"
+    steps = {name: torch.load(folder / f"{name}.ckpt", weights_only=True)["global_step"] for name in ("best", "last")}
+    assert steps == {"best": 1, "last": 3}

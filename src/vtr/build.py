@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 from data_modules.datamodule import RetrievalDataModule
 from data_modules.readers import READERS
 
+from .callbacks.last_checkpoint import LastCheckpoint
 from .callbacks.progress import StepBudgetProgressBar
 from .callbacks.retrieval_eval import RetrievalEvaluator
 from .callbacks.rng_state import RNGState
@@ -78,16 +79,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalE
     callbacks.append(SlurmRequeue())  # SIGUSR1 under SLURM: hpc checkpoint + requeue, between steps on all ranks
     # Select on the first validation set; without one, "best" is simply the latest checkpoint.
     monitor = f"val/{cfg.data.val[0]}/t2v_R1" if cfg.data.val else None
-    callbacks.append(
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best",
-            monitor=monitor,
-            mode="max",
-            save_last=True,
-            enable_version_counter=False,
-        )
-    )
+    checkpoints = run_dir / "checkpoints"
+    callbacks.append(ModelCheckpoint(checkpoints, "best", monitor, mode="max", enable_version_counter=False))
+    callbacks.append(LastCheckpoint(checkpoints))
     if cfg.model.mvm.enabled or cfg.model.mascot.enabled:  # both use the snapshot's EMA settings
         mvm = cfg.model.mvm
         callbacks.append(SnapshotEMA(mvm.ema_momentum, mvm.ema_schedule, mvm.ema_start_step))

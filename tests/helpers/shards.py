@@ -75,3 +75,20 @@ def write_shards(
             }
             (folder / f"{stem}_stats.json").write_text(json.dumps(stats))
     return keys_with_media
+
+
+def shard_demo_train_sets(demo_root: Path, out: Path) -> dict[str, Path]:
+    """The tiny demo's WebVid and CC3M training sets as shards (3 samples a shard, the last
+    shorter, one failed download in WebVid's first), for runs that train from shards."""
+    from data_modules.config import DataConfig
+    from data_modules.readers import READERS
+
+    folders = {}
+    for name, extension, digits in (("webvid", "mp4", 8), ("cc3m", "jpg", 9)):
+        records = READERS[name](demo_root / name, "train", DataConfig())
+        items = [Item(record.path.read_bytes(), extension, record.captions[0]) for record in records]
+        if name == "webvid":
+            items.insert(1, Item(None, extension, "a failed download"))
+        write_shards(out / name, [items[i : i + 3] for i in range(0, len(items), 3)], digits)
+        folders[name] = out / name
+    return folders
