@@ -44,6 +44,10 @@ class DataConfig:
     # must also be in train; its shards hold videos, images or both (a sample's media member decides)
     shards: dict[str, str] = field(default_factory=dict)
     shard_mix: int = 8  # shards read at once, their samples interleaved: each is read front to back
+    # How many samples a shard holds: "stats", its _stats.json's successes (nothing else is read
+    # before training); "index", the samples its index lists (every shard's index is built once,
+    # then cached), for shards whose stats count rows rather than samples (video2dataset's clipping)
+    shard_counts: str = "stats"
     # Where the per-shard member indexes are cached; null: beside the shards where that folder is
     # writable, else ~/.cache/vtr/shards
     shard_index_dir: str | None = None
@@ -54,5 +58,6 @@ class DataConfig:
 DATA_CHOICES: dict[str, tuple[str, ...]] = {
     "msrvtt_train_list": ("9k", "7k"),
     "msrvtt_test_captions": ("jsfusion", "all"),
+    "shard_counts": ("stats", "index"),
 }
 DATA_FRACTIONS = ("max_missing_videos",)

@@ -121,8 +121,8 @@ class RetrievalDataModule(pl.LightningDataModule):
 
     def _shard_records(self, name: str) -> ShardRecords:
         folder = Path(self.cfg.root) / self.cfg.shards[name]  # an absolute folder stays as it is
-        shards = find_shards(folder)
-        return ShardRecords(folder, index_folder(folder, self.cfg.shard_index_dir), shards)
+        records = ShardRecords(folder, index_folder(folder, self.cfg.shard_index_dir), find_shards(folder))
+        return records.counted() if self.cfg.shard_counts == "index" else records
 
     def _released(self, split: str) -> dict[str, bool]:
         """Which data switches of the released protocol apply to ``split``: on test sets, those set so."""

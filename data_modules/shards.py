@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.progress import track
 
 from data_modules.dataset import VideoRecord
 from data_modules.resumable import ResumableSampler
@@ -166,11 +167,14 @@ class ShardRecords:
     ``BytesIO`` (the reader decodes from it; errors name ``shard.tar:key.ext``). A sample the
     shard does not hold, or an unreadable shard, raises ``MediaError``."""
 
-    def __init__(self, folder: Path, index_dir: Path, shards: list[Shard], counts: list[int] | None = None) -> None:
+    def __init__(
+        self, folder: Path, index_dir: Path, shards: list[Shard], counts: list[int] | None = None, by_index: bool = False
+    ) -> None:
         self.folder = folder
         self.index_dir = index_dir
         self.shards = shards
         self.counts = counts if counts is not None else [shard.planned for shard in shards]
+        self.by_index = by_index  # counts from the indexes (``counted``), not from the stats
         self.starts = [0]
         for count in self.counts:
             self.starts.append(self.starts[-1] + count)
@@ -189,7 +193,7 @@ class ShardRecords:
             shards.append(shard)
             counts.append(min(count, left))
             left -= count
-        return ShardRecords(self.folder, self.index_dir, shards, counts)
+        return ShardRecords(self.folder, self.index_dir, shards, counts, self.by_index)
 
     def __getitem__(self, index: int) -> VideoRecord:
         if not 0 <= index < len(self):
@@ -225,6 +229,17 @@ class ShardRecords:
             raise MediaError(f"{data}:{sample.key}.{sample.extension}", "the shard ends inside this member")
         return content
 
+    def counted(self) -> ShardRecords:
+        """The same shards with the counts of their indexes (built where not cached yet)."""
+        counts = []
+        for shard in track(self.shards, description=f"indexing {self.folder}", transient=True):
+            try:
+                counts.append(len(self._samples(shard)))
+            except MediaError as err:
+                log.warning("leaving out shard %s: %s", shard.data, err.reason)
+                counts.append(0)
+        return ShardRecords(self.folder, self.index_dir, self.shards, counts, by_index=True)
+
     def _samples(self, shard: Shard) -> list[Sample]:
         samples = self._indexes.get(shard.name)
         if samples is None:
@@ -242,14 +257,16 @@ class ShardRecords:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         samples, failed = index_shard(shard.data)
-        if len(samples) != shard.planned:
+        if len(samples) != shard.planned and not self.by_index:
             log.warning(
                 "shard %s holds %d samples with media (and %d failed), its _stats.json says %d: %s",
                 shard.data,
                 len(samples),
                 failed,
                 shard.planned,
-                "the missing ones are skipped" if len(samples) < shard.planned else "the extra ones are not drawn",
+                "the missing ones are skipped"
+                if len(samples) < shard.planned
+                else "the extra ones are not drawn (data.shard_counts=index draws them)",
             )
         rows = [[s.key, s.extension, s.offset, s.size, s.caption] for s in samples]
         _write_index(cached, {"version": INDEX_VERSION, "stamp": stamp, "failed": failed, "samples": rows})

@@ -269,3 +269,18 @@ def test_a_missing_folder_and_an_unreadable_shard_are_clear_errors(tmp_path):
     (tmp_path / "s/00000.tar").write_bytes(b"\x00garbage" * 100)
     with pytest.raises(MediaError, match="00000.tar"):
         _records(tmp_path / "s")[0]
+
+
+def test_counts_from_the_indexes_draw_what_the_stats_do_not_count(tmp_path, caplog):
+    """video2dataset counts a clipped video once in ``successes`` but writes each clip."""
+    items = [Item(_jpeg(0), "jpg", "a"), Item(_jpeg(1), "jpg", "b", "_00000"), Item(_jpeg(2), "jpg", "b", "_00001")]
+    write_shards(tmp_path / "s", [items, items[:1]], digits=9)
+    stats = tmp_path / "s/00000_stats.json"
+    stats.write_text(stats.read_text().replace('"successes": 3', '"successes": 2'))
+    planned = _records(tmp_path / "s")
+    assert len(planned) == 3  # 2 + 1, as the stats say
+    with caplog.at_level(logging.WARNING, logger="data_modules"):
+        planned[0]
+    assert "shard_counts=index" in caplog.text
+    counted = planned.counted()
+    assert counted.counts == [3, 1] and counted[2].video_id == "000000002_00001" and counted[3].captions == ["a"]
