@@ -63,5 +63,7 @@ def shard_dataset(
     read, kind, default_size = SOURCES[dataset]
     if settings is not None and kind == "image":
         raise ValueError("re-encoding settings apply to videos; images are copied, as vtr preprocess copies them")
-    spec = ShardSpec(kind, shard_size or default_size, output_format=output_format, settings=settings)
+    spec = ShardSpec(
+        kind, default_size if shard_size is None else shard_size, output_format=output_format, settings=settings
+    )
     return write_shards(read(Path(src_root) / dataset, DataConfig()), Path(dst), spec, workers, progress)
