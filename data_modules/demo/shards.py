@@ -11,8 +11,8 @@ What real downloads leave, where the shards are large enough to hold it:
                       the tar, counted in its ``_stats.json``)
     clipped videos    WebVid rows 0 of shard 1 and 7 of shard 3, cut in two: keys ``{key}_00000``
                       and ``{key}_00001``; ``successes`` counts the row once, as video2dataset does
-    a partial shard   the second-to-last WebVid shard (of three or more): its tar cut off half-way
-                      and no ``_stats.json``, as a killed download leaves it
+    a partial shard   the second-to-last WebVid shard (of three or more): its tar cut off inside
+                      its middle member and no ``_stats.json``, as a killed download leaves it
 
 The media are the per-file corpus's own files, copied (clips are re-encoded windows of them).
 """
@@ -20,6 +20,8 @@ The media are the per-file corpus's own files, copied (clips are re-encoded wind
 from __future__ import annotations
 
 import dataclasses
+import os
+import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,8 +73,11 @@ def write_demo_shards(root: Path, sizes: DemoSizes, workers: int, progress: bool
 
 
 def _leave_partial(folder: Path, shard_id: int) -> None:
-    """Shard ``shard_id`` as a download killed half-way leaves it: half a tar, no ``_stats.json``."""
+    """Shard ``shard_id`` as a download killed half-way leaves it: no ``_stats.json``, and the tar
+    cut off inside its middle member (so that reading it through fails, wherever the cut lands)."""
     stats_path(folder, shard_id).unlink()
     tar = folder / f"{shard_name(shard_id)}.tar"
-    data = tar.read_bytes()
-    tar.write_bytes(data[: len(data) // 2])
+    with tarfile.open(tar) as archive:
+        members = archive.getmembers()
+    middle = members[len(members) // 2]
+    os.truncate(tar, middle.offset_data + middle.size // 2)
