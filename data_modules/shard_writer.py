@@ -62,7 +62,8 @@ class Row:
     (``url``, and e.g. WebVid's ``videoid, page_idx, page_dir, duration``), and its media file.
 
     ``error`` marks media that could not be had (a failed download; ``media`` is then ignored);
-    ``clips`` are ``(start, end)`` seconds to cut the video into, one sample each."""
+    ``clips`` are ``(start, end)`` seconds to cut the video into, one sample each (video2dataset's
+    ``--clip_col``), cut by re-encoding with the spec's settings, else ``Settings()``'s."""
 
     caption: str
     columns: dict[str, object]
