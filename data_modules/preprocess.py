@@ -87,8 +87,19 @@ def _kept_frames(frames: Iterator[av.VideoFrame], rate: Fraction, fps: int) -> I
             yield frame
 
 
-def transcode(src: Path, dst: Path, settings: Settings) -> None:
-    """Re-encode ``src`` into ``dst`` (whose extension picks the container). Raises ``MediaError``."""
+def _in_window(frames: Iterator[av.VideoFrame], rate: Fraction, window: tuple[float, float]) -> Iterator[av.VideoFrame]:
+    """The frames shown from ``start`` to before ``end`` seconds (frame i at i / rate)."""
+    start, end = window
+    for i, frame in enumerate(frames):
+        if i >= end * rate:
+            return
+        if i >= start * rate:
+            yield frame
+
+
+def transcode(src: Path, dst: Path, settings: Settings, window: tuple[float, float] | None = None) -> None:
+    """Re-encode ``src`` into ``dst`` (the source's extension picks the container), the whole video
+    or the ``(start, end)`` seconds of ``window`` (a clip, as ``vtr shard`` cuts them). Raises ``MediaError``."""
     from data_modules.demo import h264_encoder  # the demo corpus's choice of encoder
 
     codec = h264_encoder()
@@ -103,8 +114,11 @@ def transcode(src: Path, dst: Path, settings: Settings) -> None:
         stream = out.add_stream(codec, rate=out_rate, options=options)
         width, height = _scaled_size(video.stream.width, video.stream.height, settings.short_side)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        frames = video.container.decode(video.stream)
+        if window is not None:
+            frames = _in_window(frames, rate, window)
         count = 0
-        for count, frame in enumerate(_kept_frames(video.container.decode(video.stream), rate, settings.fps), 1):
+        for count, frame in enumerate(_kept_frames(frames, rate, settings.fps), 1):
             small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
             small.pts, small.time_base = count - 1, 1 / out_rate
             out.mux(stream.encode(small))

@@ -4,8 +4,10 @@ pixels, determinism, and the DONE marker."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
+import tarfile
 import time
 import zlib
 from dataclasses import asdict, fields
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -193,6 +196,78 @@ def test_cc3m_lists_and_images(tiny_demo_root: Path) -> None:
                 assert_colour(np.asarray(image.convert("RGB")).astype(np.int16), colour_of(caption), row["path"])
 
 
+def _tar_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    """key -> {extension: bytes} of a shard, read with the standard library."""
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            key, ext = member.name.split(".", 1)
+            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return samples
+
+
+def test_webvid_train_as_video2dataset_shards_with_their_defects(tiny_demo_root: Path) -> None:
+    """Tiny: 2 rows a shard. Row 1 of shard 0 failed to download; row 0 of shard 1 is clipped in
+    two; shard 2 was cut off (no stats); 8-digit keys (video2dataset's 1,000 a shard)."""
+    shards, root = tiny_demo_root / "shards/webvid", tiny_demo_root / "webvid"
+    names = sorted(p.name for p in shards.iterdir())
+    assert [n for n in names if n.endswith(".tar")] == ["00000.tar", "00001.tar", "00002.tar", "00003.tar"]
+    assert [n for n in names if n.endswith("_stats.json")] == [
+        "00000_stats.json",
+        "00001_stats.json",
+        "00003_stats.json",
+    ]
+    rows = read_csv(root / "metadata/results_2M_train.csv", ["videoid", "contentUrl", "duration", "page_dir", "name"])
+    expected_keys = {
+        0: ["00000000", "00000001"],
+        1: ["00001000_00000", "00001000_00001", "00001001"],
+        3: ["00003000", "00003001"],
+    }
+    for shard, keys in expected_keys.items():
+        samples = _tar_samples(shards / f"0000{shard}.tar")
+        assert list(samples) == keys
+        for key, members in samples.items():
+            row = rows[shard * 2 + int(key[5:8])]
+            meta = json.loads(members["json"])
+            assert members["txt"].decode() == row["name"] and meta["videoid"] == row["videoid"] and meta["key"] == key
+            if key == "00000001":
+                assert sorted(members) == ["json", "txt"] and meta["status"] == "failed_to_download"
+            else:
+                assert meta["status"] == "success" and len(decoded_frames_of(members["mp4"])) > 0
+        stats = json.loads((shards / f"0000{shard}_stats.json").read_text())
+        assert (stats["count"], stats["successes"], stats["failed_to_download"]) == (
+            2,
+            1 if shard == 0 else 2,
+            shard == 0,
+        )
+    whole = _tar_samples(shards / "00000.tar")["00000000"]["mp4"]
+    assert whole == (root / "videos" / rows[0]["page_dir"] / f"{rows[0]['videoid']}.mp4").read_bytes()
+    halves = [decoded_frames_of(_tar_samples(shards / "00001.tar")[f"00001000_0000{n}"]["mp4"]) for n in (0, 1)]
+    clipped = decoded_frames(root / "videos" / rows[2]["page_dir"] / f"{rows[2]['videoid']}.mp4")
+    assert len(halves[0]) + len(halves[1]) == len(clipped) and min(map(len, halves)) > 0
+    with tarfile.open(shards / "00002.tar") as tar, pytest.raises(tarfile.ReadError):  # cut off mid-member
+        for member in tar:
+            tar.extractfile(member).read()
+
+
+def test_cc3m_train_as_img2dataset_shards(tiny_demo_root: Path) -> None:
+    """Tiny: 3 rows a shard, the last one short; row 2 of shard 1 failed and is left out of the tar;
+    9-digit keys (img2dataset's 10,000 a shard); the images are the per-file ones."""
+    shards, root = tiny_demo_root / "shards/cc3m", tiny_demo_root / "cc3m"
+    rows = read_csv(root / "cc3m_train.csv", ["caption", "path"])
+    counts = []
+    for shard in range(3):
+        samples = _tar_samples(shards / f"0000{shard}.tar")
+        expected = [f"0000{shard}000{row}" for row in range(3) if shard * 3 + row < 8 and (shard, row) != (1, 2)]
+        assert list(samples) == expected
+        for key, members in samples.items():
+            row = rows[shard * 3 + int(key[-1])]
+            assert members["txt"].decode() == row["caption"] and members["jpg"] == (root / row["path"]).read_bytes()
+        stats = json.loads((shards / f"0000{shard}_stats.json").read_text())
+        counts.append((stats["count"], stats["successes"], stats["failed_to_download"], stats["failed_to_resize"]))
+    assert counts == [(3, 3, 0, 0), (3, 2, 1, 0), (2, 2, 0, 0)]
+
+
 def test_msrvtt_splits_and_test_list(tiny_demo_root: Path) -> None:
     root = tiny_demo_root / "msrvtt"
     data = json.loads((root / "MSRVTT_data.json").read_text())
@@ -316,6 +391,30 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+def decoded_frames_of(data: bytes) -> list[np.ndarray]:
+    with av.open(io.BytesIO(data)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def shard_contents(root: Path) -> dict[str, object]:
+    """What the demo's shards hold, minus what the tools make differ from run to run: member
+    mtimes, the times in ``_stats.json``, the root's own path; videos as decoded frames."""
+    contents: dict[str, object] = {}
+    for path in sorted((root / "shards").rglob("*")):
+        name = str(path.relative_to(root))
+        if path.suffix == ".tar":
+            for key, members in _tar_samples(path).items():
+                for ext, data in members.items():
+                    value = decoded_frames_of(data) if ext == "mp4" else data.replace(str(root).encode(), b"ROOT")
+                    contents[f"{name}/{key}.{ext}"] = [f.tobytes() for f in value] if ext == "mp4" else value
+        elif path.name.endswith("_stats.json"):
+            stats = json.loads(path.read_text())
+            contents[name] = {k: v for k, v in stats.items() if k not in ("duration", "start_time", "end_time")}
+        elif path.is_file():
+            contents[name] = path.read_text().replace(str(root), "ROOT")
+    return contents
+
+
 def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) -> None:
     """Same content: identical bytes for annotations, images and the tokenizer; identical decoded
     frames for videos (libx264 does not always emit the same bytes for the same frames, even
@@ -325,8 +424,10 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path: Path) ->
     one, two = file_bytes(root_one), file_bytes(root_two)
     assert one.keys() == two.keys()
     videos = [k for k in one if k.endswith((".mp4", ".avi"))]
-    assert len(videos) > 20
-    assert [k for k in one if k not in videos and one[k] != two[k]] == []
+    shards = [k for k in one if k.startswith("shards/")]
+    assert len(videos) > 20 and len(shards) >= 4
+    assert [k for k in one if k not in videos + shards and one[k] != two[k]] == []
+    assert shard_contents(root_one) == shard_contents(root_two)
     for name in videos:
         frames_one, frames_two = decoded_frames(root_one / name), decoded_frames(root_two / name)
         assert len(frames_one) == len(frames_two) > 0 and all(

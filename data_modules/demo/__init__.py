@@ -15,6 +15,7 @@ The pipeline, one module a step:
     layouts.py  one writer per dataset: its file names, annotation formats, split lists
     finegrained.py  a test split of video groups that differ in one detail, in the MSR-VTT layout
     render.py   drawing frames and encoding the media files, in a process pool
+    shards.py   the WebVid- and CC3M-style train splits again, as the download tools' shards
     corpus.py   the planned corpus, text formats, the tokenizer, the completion markers
 
 Determinism
@@ -37,6 +38,8 @@ Layout (under root)
     hmdb51/videos/{class}/{name}.avi, hmdb51/splits/{class}_test_split1.txt
     ucf101/UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi, ucf101/ucfTrainTestlist/*.txt
     finegrained/MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/video{N}.mp4   (test only)
+    shards/{webvid,cc3m}/NNNNN.tar, NNNNN_stats.json   the two train splits as video2dataset /
+                                                     img2dataset shards, with their defects (shards.py)
     tokenizer/                                       WordPiece over the corpus words, loads with AutoTokenizer
     DONE                                             json of the settings, written last
 
@@ -74,11 +77,12 @@ from data_modules.demo.layouts import (
     plan_webvid,
 )
 from data_modules.demo.render import h264_encoder, render_all
+from data_modules.demo.shards import write_demo_shards
 from data_modules.demo.world import COLOURS, DIDEMO_SEGMENT_SECONDS
 
 __all__ = ["COLOURS", "DIDEMO_SEGMENT_SECONDS", "DemoSizes", "generate_demo_corpus", "h264_encoder"]
 
-CORPUS_VERSION = 2  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
+CORPUS_VERSION = 3  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
 
 
 @dataclass
@@ -102,6 +106,10 @@ class DemoSizes:
     didemo_test: int = 100
     action_per_class: int = 12  # hmdb51- and ucf101-style class folders
     finegrained_groups: int = 50  # groups of four videos that differ in one detail (test only)
+    # rows a shard of shards/webvid (8 shards, one left partial) and shards/cc3m (7 shards): 7
+    # complete ones each, uneven over 2 and 3 ranks, the last one short
+    webvid_shard_size: int = 280
+    cc3m_shard_size: int = 150
 
     @classmethod
     def tiny(cls) -> DemoSizes:
@@ -112,7 +120,7 @@ class DemoSizes:
             lsmdc_train=6, lsmdc_val=6, lsmdc_test=6,
             activitynet_train=6, activitynet_val=6,
             didemo_train=6, didemo_val=6, didemo_test=6,
-            action_per_class=4, finegrained_groups=3,
+            action_per_class=4, finegrained_groups=3, webvid_shard_size=2, cc3m_shard_size=3,
         )  # fmt: skip
 
 
@@ -139,6 +147,7 @@ def generate_demo_corpus(
     render_all(pending, workers, progress)
     for path, text in corpus.texts.items():
         write_text(path, text)
+    write_demo_shards(root, sizes, workers, progress)
     train_tokenizer(corpus.captions + grammar_lines(), root / "tokenizer")
     write_text(root / DONE_FILE, json.dumps(config, indent=2) + "\n")
     (root / PARTIAL_FILE).unlink()

@@ -18,7 +18,7 @@ from data_modules.demo.world import Scene
 DONE_FILE = "DONE"
 PARTIAL_FILE = ".partial.json"
 OWNED_DIRS = ("webvid", "cc3m", "msrvtt", "lsmdc", "activitynet", "didemo", "hmdb51", "ucf101", "finegrained",
-              "tokenizer")  # fmt: skip
+              "tokenizer", "shards")  # fmt: skip
 
 
 @dataclass

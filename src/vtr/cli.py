@@ -1,4 +1,4 @@
-"""``python -m vtr {pretrain,finetune,evaluate,demo-data,preprocess,convert,index,search}``: argument parsing only."""
+"""``python -m vtr {pretrain,finetune,evaluate,demo-data,preprocess,shard,convert,index,search}``: argument parsing."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--fps", type=int, default=10, help="frame rate cap")
     prep.add_argument("--keyframe-every", type=int, default=10, help="frames between keyframes")
     prep.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    shard = sub.add_parser("shard", help="write a per-file training set as video2dataset / img2dataset shards")
+    shard.add_argument("src_root", type=Path, help="the data root holding {dataset}/ in its per-file layout")
+    shard.add_argument("dst_root", type=Path, help="the shard folder (the tools' --output_folder)")
+    shard.add_argument("--dataset", required=True, choices=("webvid", "cc3m"))
+    shard.add_argument("--shard-size", type=int, help="rows a shard; default the tool's: 1000 webvid, 10000 cc3m")
+    shard.add_argument("--format", default="webdataset", choices=("webdataset", "files"), dest="output_format")
+    for flag, text in (("--short-side", "pixels"), ("--fps", "frame rate cap"), ("--keyframe-every", "frames")):
+        shard.add_argument(flag, type=int, help=f"re-encode videos as vtr preprocess does: {text} (default: copy)")
+    shard.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     conv = sub.add_parser("convert", help="write a checkpoint's dual encoder as .safetensors + .json (model config)")
     conv.add_argument("checkpoint", help="ours (.ckpt, sharded folder, .safetensors) or a released Frozen / MILES .pth")
     conv.add_argument("out", type=Path, help="OUT.safetensors; OUT.json is written beside it")
@@ -62,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as err:  # bad settings, or a destination inside the source
                 raise ConfigError(str(err)) from err
             return 0
+        if args.command == "shard":
+            return _shard(args)
         if args.command == "index":
             return search_commands.run_index(args)
         if args.command == "search":
@@ -81,4 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, IndexMismatch, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _shard(args: argparse.Namespace) -> int:
+    from data_modules.preprocess import Settings
+    from data_modules.shard_sources import shard_dataset
+
+    reencode = {"short_side": args.short_side, "fps": args.fps, "keyframe_every": args.keyframe_every}
+    try:
+        given = {name: value for name, value in reencode.items() if value is not None}
+        settings = Settings(**given) if given else None
+        summary = shard_dataset(
+            args.src_root, args.dst_root, args.dataset, args.shard_size, args.output_format, settings, args.workers
+        )
+    except ValueError as err:  # bad settings or shard size, re-encoding images
+        raise ConfigError(str(err)) from err
+    print(summary)
     return 0
