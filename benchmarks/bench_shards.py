@@ -58,8 +58,9 @@ def _loader(records, workers: int) -> ResumableLoader:
         sampler: ResumableSampler = ShardSampler(dataset, records.counts, 8, seed=0)
     else:
         sampler = ResumableSampler(dataset, seed=0)
+    collate = Collator(_Tokenizer(), 8)
     return ResumableLoader(
-        dataset, sampler, BATCH, num_workers=workers, persistent_workers=workers > 0, collate_fn=Collator(_Tokenizer(), 8)
+        dataset, sampler, BATCH, num_workers=workers, persistent_workers=workers > 0, collate_fn=collate
     )
 
 
@@ -84,8 +85,9 @@ def throughput(name: str, files: list[VideoRecord], shards: ShardRecords, items:
             "shards": clips_per_second(shards, workers, items, repeats),
         }
         for layout, rate in rates.items():
+            per_worker, vs_files = round(rate / max(workers, 1), 1), round(rate / rates["files"], 2)
             rows.append(dict(set=name, layout=layout, workers=workers, clips_per_s=round(rate, 1),
-                             per_worker=round(rate / max(workers, 1), 1), vs_files=round(rate / rates["files"], 2)))  # fmt: skip
+                             per_worker=per_worker, vs_files=vs_files))  # fmt: skip
     return rows
 
 
@@ -166,12 +168,24 @@ def main() -> None:
     resume = resume_cost(2500, 1000)
     print("| set | layout | workers | clips/s | per worker | vs files |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['set']} | {r['layout']} | {r['workers']} | {r['clips_per_s']} | {r['per_worker']} | {r['vs_files']} |")
+        print(
+            "| "
+            + " | ".join(str(r[k]) for k in ("set", "layout", "workers", "clips_per_s", "per_worker", "vs_files"))
+            + " |"
+        )
     print(f"\nstart-up over {start['shards']} shards: {json.dumps(start)}")
     print(f"pass order at {resume['samples']:,} samples: {json.dumps(resume)}")
     args.out.write_text(
-        json.dumps({"machine": platform.processor() or platform.machine(), "throughput": rows,
-                    "startup": start, "resume": resume}, indent=1) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "throughput": rows,
+                "startup": start,
+                "resume": resume,
+            },
+            indent=1,
+        )
+        + "\n"  # fmt: skip
     )
     print(f"wrote {args.out}")
 
