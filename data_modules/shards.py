@@ -168,7 +168,12 @@ class ShardRecords:
     shard does not hold, or an unreadable shard, raises ``MediaError``."""
 
     def __init__(
-        self, folder: Path, index_dir: Path, shards: list[Shard], counts: list[int] | None = None, by_index=False
+        self,
+        folder: Path,
+        index_dir: Path,
+        shards: list[Shard],
+        counts: list[int] | None = None,
+        by_index: bool = False,
     ) -> None:
         self.folder = folder
         self.index_dir = index_dir
