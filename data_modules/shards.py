@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -180,9 +181,7 @@ class ShardRecords:
         self.shards = shards
         self.counts = counts if counts is not None else [shard.planned for shard in shards]
         self.by_index = by_index  # counts from the indexes (``counted``), not from the stats
-        self.starts = [0]
-        for count in self.counts:
-            self.starts.append(self.starts[-1] + count)
+        self.starts = [0, *itertools.accumulate(self.counts)]
         self._indexes: dict[str, list[Sample]] = {}
         self._files: OrderedDict[Path, int] = OrderedDict()
 
@@ -236,14 +235,16 @@ class ShardRecords:
 
     def counted(self) -> ShardRecords:
         """The same shards with the counts of their indexes (built where not cached yet)."""
-        counts = []
-        for shard in track(self.shards, description=f"indexing {self.folder}", transient=True):
+        counted = ShardRecords(self.folder, self.index_dir, self.shards, by_index=True)
+        for number, shard in enumerate(track(self.shards, description=f"indexing {self.folder}", transient=True)):
             try:
-                counts.append(len(self._samples(shard)))
+                counted.counts[number] = len(counted._samples(shard))
             except MediaError as err:
                 log.warning("leaving out shard %s: %s", shard.data, err.reason)
-                counts.append(0)
-        return ShardRecords(self.folder, self.index_dir, self.shards, counts, by_index=True)
+                counted.counts[number] = 0
+        counted.starts = [0, *itertools.accumulate(counted.counts)]
+        counted._indexes.clear()  # not carried to every loader worker: each loads what it reads
+        return counted
 
     def _samples(self, shard: Shard) -> list[Sample]:
         samples = self._indexes.get(shard.name)
