@@ -287,7 +287,8 @@ def test_counts_from_the_indexes_draw_what_the_stats_do_not_count(tmp_path, capl
         counted = ShardRecords(tmp_path / "s", tmp_path / "cache", planned.shards).counted()  # not cached there
         counted[3]
     assert "shard_counts=index" not in caplog.text  # counting by index is what the warning advises
-    assert counted.counts == [3, 1] and len(counted) == 4 and counted[2].video_id == "000000002_00001" and counted[3].captions == ["a"]
+    assert counted.counts == [3, 1] and len(counted) == 4
+    assert counted[2].video_id == "000000002_00001" and counted[3].captions == ["a"]
 
 
 @pytest.mark.parametrize("name", ["webvid", "cc3m"])
