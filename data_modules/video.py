@@ -206,7 +206,9 @@ def read_video(
         try:
             return _read_seeking(video, table, indices)
         except (MediaError, av.FFmpegError) as err:
-            failure = err
+            # its message only: the traceback holds the decoder and its swscale threads, which a
+            # DataLoader worker forked while they live would wait for forever
+            failure = str(err)
     return _read_after_failure(path, table, indices, failure)
 
 
@@ -240,7 +242,7 @@ def _read_seeking(video: OpenVideo, table: FrameTable, indices: list[int]) -> to
     return _in_order(clip, wanted, indices)
 
 
-def _read_after_failure(source: VideoSource, table: FrameTable, indices: list[int], failure: Exception) -> torch.Tensor:
+def _read_after_failure(source: VideoSource, table: FrameTable, indices: list[int], failure: str) -> torch.Tensor:
     """The frames of a full decode after the seeking read failed with ``failure``: the file's
     frames if it decodes whole (the seeking read's failure is then logged), else a MediaError
     that says the whole file was decoded, the same one on every read."""
@@ -248,7 +250,8 @@ def _read_after_failure(source: VideoSource, table: FrameTable, indices: list[in
         with open_video(source) as video:
             clip = _decode_all(video, table.total, indices)
     except MediaError as err:
-        raise MediaError(err.path, f"{err.reason} (in a decode of the whole file, after: {failure})") from failure
+        # not the seeking read's own error, which depends on the frames drawn
+        raise MediaError(err.path, f"{err.reason} (decoding the whole file, after a read failed)") from None
     log.warning("%s: the seeking read failed (%s), a full decode gave the frames", source_name(source), failure)
     return clip
 
