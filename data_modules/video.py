@@ -116,10 +116,13 @@ def frame_table(video: OpenVideo) -> FrameTable:
     total = trusted_frame_count(video)
     if total and (len(video.decode_times) != total or _constant_rate(video, video.decode_times)):
         return FrameTable(total)
-    total, times = counted_frames(video)
-    if total < 1:
+    scan = counted_frames(video)
+    if scan.total < 1:
         raise MediaError(video.path, "cannot tell how many frames the video has")
-    return FrameTable(total, None if times is None or _constant_rate(video, times) else times)
+    if len(scan.keyframes) > len(video.keyframes):
+        video.keyframes = scan.keyframes  # seeks can skip frames in Matroska and MPEG-TS too
+    times = scan.times
+    return FrameTable(scan.total, None if times is None or _constant_rate(video, times) else times)
 
 
 def _constant_rate(video: OpenVideo, times: list[int]) -> bool:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import av
 import numpy as np
@@ -35,6 +35,7 @@ PTS_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # anchor: the keyframe a seek lands on, whose chunk number is its index (a closed GOP shows
 # exactly the frames it holds).
 COUNTED_FORMATS = frozenset({"avi"})
+EBML_HEADER, MATROSKA_SEGMENT = 0x1A45DFA3, 0x18538067  # element IDs opening every Matroska file
 # packets looked at to tell chunk numbers from presentation times: several GOPs' worth of reordering
 CHUNK_PROBE_PACKETS = 64
 
@@ -88,6 +89,9 @@ def open_video(source: VideoSource) -> Iterator[OpenVideo]:
     size = _source_size(source)
     if size == 0:
         raise MediaError(path, "empty file")
+    end = matroska_end(_head(source))
+    if end is not None and end > size:
+        raise MediaError(path, f"truncated: {size} bytes, but the Matroska segment ends at byte {end}")
     try:
         with av.open(str(source) if isinstance(source, Path) else source) as container:
             if not container.streams.video:
@@ -97,6 +101,47 @@ def open_video(source: VideoSource) -> Iterator[OpenVideo]:
             yield OpenVideo(path, container, stream, *_read_index(path, size, stream))
     except av.FFmpegError as err:
         raise MediaError(path, f"{type(err).__name__}: {err}") from err
+
+
+def _head(source: VideoSource, count: int = 1024) -> bytes:
+    """The first ``count`` bytes of a file, or of a file object (its position is left at 0)."""
+    if isinstance(source, str | Path):
+        with open(source, "rb") as file:
+            return file.read(count)
+    head = source.read(count)
+    source.seek(0)
+    return head
+
+
+def matroska_end(head: bytes) -> int | None:
+    """Where a Matroska/WebM file ends by its own Segment header (``head``: its first bytes);
+    ``None`` for other files and for a Segment of unknown size (written to a pipe or live).
+
+    Matroska keeps no index a cut would contradict until its end (the cues come last, and a
+    cut file just has none), but a muxer that can seek back writes the Segment's size: a
+    file shorter than that is truncated, and unreadable as a whole like a cut mp4."""
+    try:
+        ident, pos = _vint(head, 0, marker=True)
+        if ident != EBML_HEADER:
+            return None
+        size, pos = _vint(head, pos)
+        ident, pos = _vint(head, pos + size, marker=True)
+        if ident != MATROSKA_SEGMENT:
+            return None
+        size, data = _vint(head, pos)
+    except (IndexError, ValueError):
+        return None
+    return None if size == (1 << 7 * (data - pos)) - 1 else data + size
+
+
+def _vint(data: bytes, pos: int, marker: bool = False) -> tuple[int, int]:
+    """The EBML variable-length integer at ``pos`` (with its length marker: element IDs keep
+    it) and the position after it."""
+    length = 9 - data[pos].bit_length()
+    if length > 8:
+        raise ValueError("not an EBML integer")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    return (value if marker else value & ((1 << 7 * length) - 1)), pos + length
 
 
 def _read_index(path: Path, size: int, stream: av.video.stream.VideoStream) -> tuple[list[int], list[int], bool]:
@@ -258,9 +303,16 @@ def trusted_frame_count(video: OpenVideo) -> int:
     return stream.frames if shown == stream.frames else 0
 
 
-def counted_frames(video: OpenVideo) -> tuple[int, list[int] | None]:
-    """The decodable frames counted from the video packets (demuxed, not decoded), then rewound,
-    and their presentation timestamps in order (``None`` if some packet has none).
+class PacketScan(NamedTuple):
+    """What one demux of the video packets tells: ``counted_frames``."""
+
+    total: int  # decodable frames
+    times: list[int] | None  # their presentation timestamps in order, None if some packet has none
+    keyframes: list[int]  # decode timestamps of the keyframes
+
+
+def counted_frames(video: OpenVideo) -> PacketScan:
+    """The decodable frames counted from the video packets (demuxed, not decoded), then rewound.
 
     For containers that keep no frame count: their duration is often the longest stream's (an
     audio track running past the video), so duration x frame rate would promise frames that do
@@ -270,16 +322,20 @@ def counted_frames(video: OpenVideo) -> tuple[int, list[int] | None]:
     cut mid-GOP) and those shown before it (their references are missing) give no frame; the
     keyframe itself may be one the edit list cuts, decoded but not shown. Every other non-empty
     packet of the codecs read here is one frame out of the decoder.
+
+    The keyframes are those of the packets: FFmpeg reads Matroska's cues only at the first seek,
+    so at opening its index holds one keyframe, and MPEG-TS has none.
     """
-    packets = [(p.pts, p.is_keyframe, p.is_discard) for p in video.container.demux(video.stream) if p.size]
+    packets = [(p.pts, p.dts, p.is_keyframe, p.is_discard) for p in video.container.demux(video.stream) if p.size]
     rewind(video)
-    first = next((i for i, (_, key, _) in enumerate(packets) if key), 0)
-    shown = [pts for pts, _, discard in packets[first:] if not discard]
+    keyframes = [dts for _, dts, key, _ in packets if key and dts is not None]
+    first = next((i for i, (_, _, key, _) in enumerate(packets) if key), 0)
+    shown = [pts for pts, _, _, discard in packets[first:] if not discard]
     start = packets[first][0] if packets else None
     if start is None or None in shown:
-        return len(shown), None
+        return PacketScan(len(shown), None, keyframes)
     times = sorted(pts for pts in shown if pts >= start)
-    return len(times), times
+    return PacketScan(len(times), times, keyframes)
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:

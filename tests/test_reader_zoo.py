@@ -301,10 +301,22 @@ def test_truncated_files_raise_media_error_naming_them(broken, name):
         assert info.value.path == str(broken[name])
 
 
-@pytest.mark.parametrize("name", ["h264-high-pyramid.mkv", "vp9.webm", "h264-bframes.ts"])
-def test_truncated_matroska_and_ts_read_as_the_clip_they_decode_to(zoo, tmp_path, name):
-    """No index reveals the cut: the packets that are there are counted, so the file reads as
-    the shorter clip a full decode gives, whichever frames are drawn."""
+@pytest.mark.parametrize("name", ["h264-high-pyramid.mkv", "vp9.webm", "h264-long-audio.mkv"])
+@pytest.mark.parametrize("keep", [0.3, 0.7, 0.95])
+def test_truncated_matroska_raises_media_error_naming_it(zoo, tmp_path, name, keep):
+    """A Matroska/WebM file written by a muxer that could seek back says its own size."""
+    source = zoo[name][0]
+    cut = tmp_path / name
+    cut.write_bytes(source.read_bytes()[: int(source.stat().st_size * keep)])
+    for mode, seed in DRAWS:
+        with pytest.raises(MediaError, match=f"{cut}: truncated"):
+            read_video(cut, 4, mode, random.Random(seed))
+
+
+@pytest.mark.parametrize("name", ["h264-bframes.ts", "h264-pipe.mkv", "vp9-pipe.webm"])
+def test_truncated_ts_and_piped_matroska_read_as_the_clip_they_decode_to(zoo, tmp_path, name):
+    """Nothing in the file reveals the cut: the packets that are there are counted, so the file
+    reads as the shorter clip a full decode gives, whichever frames are drawn."""
     source = zoo[name][0]
     cut = tmp_path / name
     cut.write_bytes(source.read_bytes()[: int(source.stat().st_size * 0.7)])
