@@ -114,6 +114,7 @@ def frame_table(video: OpenVideo) -> FrameTable:
     average rate. Only then do indices map to times; otherwise each frame's timestamp is kept and
     frame ``k`` is the ``k``-th frame shown, as in a full decode."""
     total = trusted_frame_count(video)
+    # an index that does not list every frame cannot tell a variable rate: taken as constant
     if total and (len(video.decode_times) != total or _constant_rate(video, video.decode_times)):
         return FrameTable(total)
     scan = counted_frames(video)
