@@ -200,9 +200,11 @@ def read_video(
     chunk numbers, so the frames are exactly those of the full decode.
 
     A read that fails after the file has opened and its frames were counted (a packet the
-    decoder rejects, as a locally corrupt file has) decodes the whole file instead: the file
-    then either gives the same frames or fails with the full decode's error, whichever frames
-    were drawn, so it is not in some epochs and not others because of which frames it needed.
+    decoder rejects, as a locally corrupt file has) decodes the whole file instead: it then gives
+    the frames of the full decode, or fails with the full decode's error, the same whichever
+    frames were drawn (``VideoTextDataset`` then skips the file for the rest of the run). A read
+    that never decodes the damaged packet still succeeds: damage is found when a read reaches
+    it, as a full check of every file on every first read would cost a full decode each.
     """
     with open_video(path) as video:
         table = frame_table(video)
