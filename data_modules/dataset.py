@@ -71,6 +71,9 @@ class VideoTextDataset(Dataset):
         self.sample_mode = sample_mode or ("rand" if train else "uniform")
         self.blank_unreadable = blank_unreadable
         self.source_files = list(source_files)
+        # records whose media failed once: skipped for the rest of the run (in this process), so a
+        # locally corrupt file that only some frame draws reach stops coming and going
+        self.unreadable: dict[int, tuple[str, str]] = {}  # index: (path, reason)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -87,11 +90,14 @@ class VideoTextDataset(Dataset):
             return None
         blank = False
         try:
+            if index in self.unreadable:
+                raise MediaError(*self.unreadable[index])
             if record.is_image:
                 frames = read_image(record.path)
             else:
                 frames = read_video(record.path, self.num_frames, self.sample_mode, rng)
         except MediaError as err:
+            self.unreadable[index] = (err.path, err.reason)
             if not self.blank_unreadable:
                 log.warning("skipping %s (video %s): %s", err.path, record.video_id, err.reason)
                 return None

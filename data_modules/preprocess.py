@@ -121,6 +121,8 @@ def transcode(src: Path, dst: Path, settings: Settings, window: tuple[float, flo
         for count, frame in enumerate(_kept_frames(frames, rate, settings.fps), 1):
             small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
             small.pts, small.time_base = count - 1, 1 / out_rate
+            if count == 1 and frame.rotation:  # frames are re-encoded as stored: keep how to show them
+                stream.set_display_rotation(frame.rotation)
             out.mux(stream.encode(small))
         out.mux(stream.encode())
         if count == 0:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import math
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,20 +28,23 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from data_modules.video_stream import (
+    Clock,
     Decoder,
     FrameClock,
     MediaError,
     OpenVideo,
+    TableClock,
     VideoSource,
     counted_frames,
-    frame_count,
     frame_rate,
     open_video,
+    quarter_turns,
     source_name,
     trusted_frame_count,
     write_rgb,
 )
 
+log = logging.getLogger("data_modules")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SAMPLE_MODES = ("rand", "uniform", "released_uniform")
@@ -88,38 +93,76 @@ def released_frame_indices(num_total: int, num_frames: int) -> list[int]:
     return [max((start + end - 1) // 2 - 1, 0) for start, end in zip(edges, edges[1:])]
 
 
-def _window_frames(video: OpenVideo, total: int, window: Window) -> tuple[int, int]:
+@dataclass(frozen=True)
+class FrameTable:
+    """What is known of a clip's frames before decoding: how many there are and, where the
+    frame rate varies, each one's presentation timestamp (``None``: constant, index x rate)."""
+
+    total: int
+    times: list[int] | None = None
+
+    def clock(self, video: OpenVideo, first_pts: int) -> Clock:
+        return TableClock(self.times) if self.times else FrameClock(video, first_pts)
+
+
+def frame_table(video: OpenVideo) -> FrameTable:
+    """The clip's frames: counted (see ``counted_frames``) unless the container's count can be
+    trusted and the index shows a constant rate (mp4 indexes every frame: no extra pass).
+
+    Variable frame rates (phone and screen recordings, edited web video) are told from the
+    timestamps: the rate is constant where every frame's timestamp rounds to its index at the
+    average rate. Only then do indices map to times; otherwise each frame's timestamp is kept and
+    frame ``k`` is the ``k``-th frame shown, as in a full decode."""
+    total = trusted_frame_count(video)
+    # an index that does not list every frame cannot tell a variable rate: taken as constant
+    if total and (len(video.decode_times) != total or _constant_rate(video, video.decode_times)):
+        return FrameTable(total)
+    scan = counted_frames(video)
+    if scan.total < 1:
+        raise MediaError(video.path, "cannot tell how many frames the video has")
+    if len(scan.keyframes) > len(video.keyframes):
+        video.keyframes = scan.keyframes  # seeks can skip frames in Matroska and MPEG-TS too
+    times = scan.times
+    return FrameTable(scan.total, None if times is None or _constant_rate(video, times) else times)
+
+
+def _constant_rate(video: OpenVideo, times: list[int]) -> bool:
+    """Whether the ``k``-th of the ascending ``times`` is frame ``k`` at the average frame rate."""
+    clock = FrameClock(video, times[0])
+    return all(clock.index(pts) == k for k, pts in enumerate(times))
+
+
+def _window_frames(video: OpenVideo, table: FrameTable, window: Window) -> tuple[int, int]:
     """The frames ``[first, stop)`` shown within ``window`` seconds of the clip's first frame.
 
-    Frame ``i`` is shown at ``i / fps``. Annotated segments (ActivityNet, DiDeMo) often end a
-    little past the video's last frame, so the window is clipped to the clip; a window shorter
-    than a frame gives the first frame at or after its start; one starting past the end, the last frame.
+    Frame ``i`` is shown at ``i / fps``, or at its own timestamp where the rate varies.
+    Annotated segments (ActivityNet, DiDeMo) often end a little past the video's last frame, so
+    the window is clipped to the clip; a window shorter than a frame gives the first frame at or
+    after its start; one starting past the end, the last frame.
     """
     start_s, end_s = window
     if not 0 <= start_s <= end_s:
         raise ValueError(f"window {window!r} is not (start_s, end_s) with 0 <= start_s <= end_s")
-    rate = frame_rate(video.path, video.stream)
     # decimal seconds as written (1.2, not the binary float 1.19999...) so 1.2 s x 25 fps is frame 30
-    first = min(math.ceil(Fraction(repr(float(start_s))) * rate), total - 1)
-    stop = min(math.ceil(Fraction(repr(float(end_s))) * rate), total)
-    return first, max(stop, first + 1)
+    start, end = Fraction(repr(float(start_s))), Fraction(repr(float(end_s)))
+    if table.times:
+        shown = [(pts - table.times[0]) * video.stream.time_base for pts in table.times]
+        first, stop = bisect.bisect_left(shown, start), bisect.bisect_left(shown, end)
+    else:
+        rate = frame_rate(video.path, video.stream)
+        first, stop = math.ceil(start * rate), math.ceil(end * rate)
+    first = min(first, table.total - 1)
+    return first, max(min(stop, table.total), first + 1)
 
 
 def _sample(
-    video: OpenVideo, num_frames: int, mode: str, rng: random.Random | None, window: Window | None
-) -> tuple[int, list[int]]:
-    """The clip's frame count and the frame indices to read (within ``window``, if given).
-
-    The count is the container's where it keeps one that its duration confirms (mp4's
-    ``stream.frames``: no extra pass over the file), else the video packets are counted (mkv,
-    webm, MPEG-TS, an mp4 whose edit list cuts frames)."""
-    total = trusted_frame_count(video.path, video.stream) or counted_frames(video)
-    if total < 1:
-        raise MediaError(video.path, "cannot tell how many frames the video has")
+    video: OpenVideo, table: FrameTable, num_frames: int, mode: str, rng: random.Random | None, window: Window | None
+) -> list[int]:
+    """The frame indices to read (within ``window``, if given)."""
     if window is None:
-        return total, sample_frame_indices(total, num_frames, mode, rng)
-    first, stop = _window_frames(video, total, window)
-    return total, [first + i for i in sample_frame_indices(stop - first, num_frames, mode, rng)]
+        return sample_frame_indices(table.total, num_frames, mode, rng)
+    first, stop = _window_frames(video, table, window)
+    return [first + i for i in sample_frame_indices(stop - first, num_frames, mode, rng)]
 
 
 def video_duration(path: VideoSource) -> float:
@@ -128,15 +171,12 @@ def video_duration(path: VideoSource) -> float:
     For turning annotated segments into ``read_video`` windows, or checking them against the clip.
     """
     with open_video(path) as video:
-        path, stream = video.path, video.stream
+        stream = video.stream
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
         if video.container.duration is not None:
             return video.container.duration / av.time_base
-        total = frame_count(video.container, stream)
-        if total < 1:
-            raise MediaError(path, "cannot tell how long the video is")
-        return float(total / frame_rate(path, stream))
+        return float(frame_table(video).total / frame_rate(video.path, stream))
 
 
 def read_video(
@@ -147,7 +187,9 @@ def read_video(
     ``path`` is a file, or a seekable binary file object holding one (``io.BytesIO`` of a shard
     member: the same frames, no temporary file). ``window=(start_s, end_s)`` samples only among
     the frames shown in that time range (seconds from the first frame), e.g. an annotated segment
-    of a long video.
+    of a long video. Frame ``k`` is the ``k``-th frame shown (``frame_table``: also at a variable
+    frame rate), turned as the stream's display matrix says (a phone's portrait video comes out
+    portrait); the sample aspect ratio is left as stored (non-square pixels are not resized).
 
     Decoding starts at the first frame. For each wanted frame the reader looks up, in the
     container's index, the keyframe a seek would land on; if that skips more than
@@ -155,39 +197,73 @@ def read_video(
     On the way to a wanted frame the frames nothing references are not decoded at all
     (``Decoder``), and only the wanted frames are converted to RGB. Frames are matched by
     timestamp, or counted out of the decoder from the keyframe landed on where timestamps are AVI
-    chunk numbers, so a constant-rate stream gives exactly the frames of the full decode.
+    chunk numbers, so the frames are exactly those of the full decode.
+
+    A read that fails after the file has opened and its frames were counted (a packet the
+    decoder rejects, as a locally corrupt file has) decodes the whole file instead: it then gives
+    the frames of the full decode, or fails with the full decode's error, the same whichever
+    frames were drawn (``VideoTextDataset`` then skips the file for the rest of the run). A read
+    that never decodes the damaged packet still succeeds: damage is found when a read reaches
+    it, as a full check of every file on every first read would cost a full decode each.
     """
     with open_video(path) as video:
-        path = video.path
-        total, indices = _sample(video, num_frames, mode, rng, window)
-        decoder = Decoder(video)
-        frames = decoder.frames()
-        first = next(frames, None)
-        if first is None or (first.pts is None and not decoder.counting):
-            raise MediaError(path, "no decodable frame with a timestamp")
-        # counted containers: the clock converts indices to the chunk numbers seeks and the index use
-        clock = FrameClock(video, decoder.first_dts if decoder.counting else first.pts)
-        numbered = _numbered(decoder, clock, itertools.chain([first], frames), 0)
-        last = 0
-        wanted = sorted(set(indices))
-        clip = np.empty((len(wanted), 3, first.height, first.width), np.uint8)
-        reformatter = VideoReformatter()
-        for slot, target in enumerate(wanted):
-            decoder.full_from = clock.first_pts(target)
-            if _landing(video.keyframes, clock, target) - last > SEEK_MIN_SKIP:
-                numbered = _seek(decoder, clock, target)
-            for index, frame in numbered:
-                last = index
-                if index >= target:
-                    _write(path, frame, clip[slot], reformatter)
-                    break
-            else:
-                raise MediaError(path, f"stream ended before frame {target} of {total}")
+        table = frame_table(video)
+        indices = _sample(video, table, num_frames, mode, rng, window)
+        try:
+            return _read_seeking(video, table, indices)
+        except (MediaError, av.FFmpegError) as err:
+            # its message only: the traceback holds the decoder and its swscale threads, which a
+            # DataLoader worker forked while they live would wait for forever
+            failure = str(err)
+    return _read_after_failure(path, table, indices, failure)
+
+
+def _read_seeking(video: OpenVideo, table: FrameTable, indices: list[int]) -> torch.Tensor:
+    """The frames ``indices``, decoded by seeking as ``read_video`` describes."""
+    path = video.path
+    decoder = Decoder(video)
+    frames = decoder.frames()
+    first = next(frames, None)
+    if first is None or (first.pts is None and not decoder.counting):
+        raise MediaError(path, "no decodable frame with a timestamp")
+    # counted containers: the clock converts indices to the chunk numbers seeks and the index use
+    clock = table.clock(video, decoder.first_dts if decoder.counting else first.pts)
+    numbered = _numbered(decoder, clock, itertools.chain([first], frames), 0)
+    last = 0
+    wanted = sorted(set(indices))
+    turns = quarter_turns(first)
+    clip = _new_clip(len(wanted), first, turns)
+    reformatter = VideoReformatter()
+    for slot, target in enumerate(wanted):
+        decoder.full_from = clock.first_pts(target)
+        if _landing(video.keyframes, clock, target) - last > SEEK_MIN_SKIP:
+            numbered = _seek(decoder, clock, target)
+        for index, frame in numbered:
+            last = index
+            if index >= target:
+                _write(path, frame, clip[slot], reformatter, turns)
+                break
+        else:
+            raise MediaError(path, f"stream ended before frame {target} of {table.total}")
     return _in_order(clip, wanted, indices)
 
 
+def _read_after_failure(source: VideoSource, table: FrameTable, indices: list[int], failure: str) -> torch.Tensor:
+    """The frames of a full decode after the seeking read failed with ``failure``: the file's
+    frames if it decodes whole (the seeking read's failure is then logged), else a MediaError
+    that says the whole file was decoded, the same one on every read."""
+    try:
+        with open_video(source) as video:
+            clip = _decode_all(video, table.total, indices)
+    except MediaError as err:
+        # not the seeking read's own error, which depends on the frames drawn
+        raise MediaError(err.path, f"{err.reason} (decoding the whole file, after a read failed)") from None
+    log.warning("%s: the seeking read failed (%s), a full decode gave the frames", source_name(source), failure)
+    return clip
+
+
 def _numbered(
-    decoder: Decoder, clock: FrameClock, frames: Iterator[av.VideoFrame], start: int
+    decoder: Decoder, clock: Clock, frames: Iterator[av.VideoFrame], start: int
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """``(index, frame)`` for frames decoded from one that is frame ``start``: by timestamp, or
     counted out of the decoder in containers whose timestamps are not presentation times."""
@@ -200,7 +276,7 @@ def _numbered(
         yield clock.index(frame.pts), frame
 
 
-def _landing(keyframes: list[int], clock: FrameClock, target: int) -> int:
+def _landing(keyframes: list[int], clock: Clock, target: int) -> int:
     """The frame a seek to ``target`` lands on: the last keyframe at or before it, or ``target``
     itself when the container has no index. The index holds decode timestamps, which precede
     presentation by the codec's reordering delay: an estimate off by a frame or two, on the side
@@ -211,7 +287,7 @@ def _landing(keyframes: list[int], clock: FrameClock, target: int) -> int:
     return clock.index(keyframes[i - 1]) if i else 0
 
 
-def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
+def _seek(decoder: Decoder, clock: Clock, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
     """Numbered frames decoded from a keyframe at or before ``target``, never one after it.
 
     Demuxers that seek by decode timestamps (AVI with B-frames) or by a search over the file's
@@ -230,7 +306,7 @@ def _seek(decoder: Decoder, clock: FrameClock, target: int) -> Iterator[tuple[in
     return _rewind(decoder, clock)
 
 
-def _landed(decoder: Decoder, clock: FrameClock, first: av.VideoFrame) -> int | None:
+def _landed(decoder: Decoder, clock: Clock, first: av.VideoFrame) -> int | None:
     """The index of the first frame after a seek, ``None`` if it cannot be told."""
     if decoder.counting:
         # only a keyframe out first is the keyframe landed on (its chunk number is its index)
@@ -238,7 +314,7 @@ def _landed(decoder: Decoder, clock: FrameClock, first: av.VideoFrame) -> int | 
     return None if first.pts is None else clock.index(first.pts)
 
 
-def _rewind(decoder: Decoder, clock: FrameClock) -> Iterator[tuple[int, av.VideoFrame]]:
+def _rewind(decoder: Decoder, clock: Clock) -> Iterator[tuple[int, av.VideoFrame]]:
     """Numbered frames decoded from the first one (the stream's start is at or after 0)."""
     start = decoder.video.stream.start_time
     frames = decoder.seek(min(0, start) if start is not None else 0)
@@ -248,10 +324,17 @@ def _rewind(decoder: Decoder, clock: FrameClock) -> Iterator[tuple[int, av.Video
     return _numbered(decoder, clock, itertools.chain([first], frames), 0)
 
 
-def _write(path: Path, frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:
-    if (frame.height, frame.width) != out.shape[1:]:
-        raise MediaError(path, f"frame size changes within the video: {out.shape[1:]} to {(frame.height, frame.width)}")
-    write_rgb(frame, out, reformatter)
+def _new_clip(count: int, first: av.VideoFrame, turns: int) -> np.ndarray:
+    """Room for ``count`` frames the size of ``first`` as shown after ``turns`` quarter turns."""
+    height, width = (first.width, first.height) if turns % 2 else (first.height, first.width)
+    return np.empty((count, 3, height, width), np.uint8)
+
+
+def _write(path: Path, frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter, turns: int) -> None:
+    shown = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+    if shown != out.shape[1:]:
+        raise MediaError(path, f"frame size changes within the video: {out.shape[1:]} to {shown}")
+    write_rgb(frame, out, reformatter, turns)
 
 
 def _in_order(clip: np.ndarray, wanted: list[int], indices: list[int]) -> torch.Tensor:
@@ -270,20 +353,25 @@ def read_video_full_decode(
     is tested against, and the baseline of the benchmarks.
     """
     with open_video(path) as video:
-        path = video.path
-        total, indices = _sample(video, num_frames, mode, rng, window)
-        wanted = sorted(set(indices))
-        clip: np.ndarray | None = None
-        reformatter = VideoReformatter()
-        slot = count = 0
-        for count, frame in enumerate(video.container.decode(video.stream), start=1):
-            if slot < len(wanted) and count - 1 == wanted[slot]:
-                if clip is None:
-                    clip = np.empty((len(wanted), 3, frame.height, frame.width), np.uint8)
-                _write(path, frame, clip[slot], reformatter)
-                slot += 1
-    if clip is None or slot < len(wanted):
-        raise MediaError(path, f"stream ended after {count} of {total} frames")
+        table = frame_table(video)
+        return _decode_all(video, table.total, _sample(video, table, num_frames, mode, rng, window))
+
+
+def _decode_all(video: OpenVideo, total: int, indices: list[int]) -> torch.Tensor:
+    """The frames ``indices`` of a decode of every frame; a MediaError unless all ``total`` decode."""
+    wanted = sorted(set(indices))
+    clip: np.ndarray | None = None
+    reformatter = VideoReformatter()
+    slot = count = turns = 0
+    for count, frame in enumerate(video.container.decode(video.stream), start=1):
+        if clip is None:
+            turns = quarter_turns(frame)
+            clip = _new_clip(len(wanted), frame, turns)
+        if slot < len(wanted) and count - 1 == wanted[slot]:
+            _write(video.path, frame, clip[slot], reformatter, turns)
+            slot += 1
+    if clip is None or count < total:
+        raise MediaError(video.path, f"stream ended after {count} of {total} frames")
     return _in_order(clip, wanted, indices)
 
 

@@ -7,13 +7,14 @@ per core, and FFmpeg's frame threads would only add start-up and flush latency t
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import av
 import numpy as np
@@ -34,6 +35,7 @@ PTS_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 # anchor: the keyframe a seek lands on, whose chunk number is its index (a closed GOP shows
 # exactly the frames it holds).
 COUNTED_FORMATS = frozenset({"avi"})
+EBML_HEADER, MATROSKA_SEGMENT = 0x1A45DFA3, 0x18538067  # element IDs opening every Matroska file
 # packets looked at to tell chunk numbers from presentation times: several GOPs' worth of reordering
 CHUNK_PROBE_PACKETS = 64
 
@@ -56,6 +58,9 @@ class OpenVideo:
     container: av.container.InputContainer
     stream: av.video.stream.VideoStream
     keyframes: list[int]  # decode timestamps of the index's keyframes, ascending; [] without an index
+    # decode timestamps of every index entry: every frame in mp4, only keyframes in Matroska's cues
+    decode_times: list[int]
+    starts_on_key: bool  # the index's first entry is a keyframe (not a stream copy cut mid-GOP)
 
 
 def source_name(source: VideoSource) -> Path:
@@ -84,19 +89,64 @@ def open_video(source: VideoSource) -> Iterator[OpenVideo]:
     size = _source_size(source)
     if size == 0:
         raise MediaError(path, "empty file")
+    end = matroska_end(_head(source))
+    if end is not None and end > size:
+        raise MediaError(path, f"truncated: {size} bytes, but the Matroska segment ends at byte {end}")
     try:
         with av.open(str(source) if isinstance(source, Path) else source) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "NONE"
-            yield OpenVideo(path, container, stream, _read_index(path, size, stream))
+            yield OpenVideo(path, container, stream, *_read_index(path, size, stream))
     except av.FFmpegError as err:
         raise MediaError(path, f"{type(err).__name__}: {err}") from err
 
 
-def _read_index(path: Path, size: int, stream: av.video.stream.VideoStream) -> list[int]:
-    """The keyframes' timestamps, from one walk over the index that also checks the file is whole.
+def _head(source: VideoSource, count: int = 1024) -> bytes:
+    """The first ``count`` bytes of a file, or of a file object (its position is left at 0)."""
+    if isinstance(source, str | Path):
+        with open(source, "rb") as file:
+            return file.read(count)
+    head = source.read(count)
+    source.seek(0)
+    return head
+
+
+def matroska_end(head: bytes) -> int | None:
+    """Where a Matroska/WebM file ends by its own Segment header (``head``: its first bytes);
+    ``None`` for other files and for a Segment of unknown size (written to a pipe or live).
+
+    Matroska keeps no index a cut would contradict until its end (the cues come last, and a
+    cut file just has none), but a muxer that can seek back writes the Segment's size: a
+    file shorter than that is truncated, and unreadable as a whole like a cut mp4."""
+    try:
+        ident, pos = _vint(head, 0, marker=True)
+        if ident != EBML_HEADER:
+            return None
+        size, pos = _vint(head, pos)
+        ident, pos = _vint(head, pos + size, marker=True)
+        if ident != MATROSKA_SEGMENT:
+            return None
+        size, data = _vint(head, pos)
+    except (IndexError, ValueError):
+        return None
+    return None if size == (1 << 7 * (data - pos)) - 1 else data + size
+
+
+def _vint(data: bytes, pos: int, marker: bool = False) -> tuple[int, int]:
+    """The EBML variable-length integer at ``pos`` (with its length marker: element IDs keep
+    it) and the position after it."""
+    length = 9 - data[pos].bit_length()
+    if length > 8:
+        raise ValueError("not an EBML integer")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    return (value if marker else value & ((1 << 7 * length) - 1)), pos + length
+
+
+def _read_index(path: Path, size: int, stream: av.video.stream.VideoStream) -> tuple[list[int], list[int], bool]:
+    """The keyframes' and all entries' timestamps and whether the first entry is a keyframe,
+    from one walk over the index that also checks the file is whole.
 
     A file shorter than its own index says is truncated, and unreadable as a whole. A truncated
     mp4 whose index comes first (as web video's does) still opens, and the frames before the cut
@@ -106,15 +156,18 @@ def _read_index(path: Path, size: int, stream: av.video.stream.VideoStream) -> l
     Files without an index are read as far as the sampled frames need; a frame past the end is
     a ``MediaError`` too.
     """
-    keyframes, end = [], 0
+    keyframes, decode_times, first_is_key, end = [], [], None, 0
     for entry in stream.index_entries:
         if entry.pos >= 0:
             end = max(end, entry.pos + entry.size)
+        if first_is_key is None:
+            first_is_key = bool(entry.is_keyframe)
         if entry.is_keyframe:
             keyframes.append(entry.timestamp)
+        decode_times.append(entry.timestamp)
     if end > size:
         raise MediaError(path, f"truncated: {size} bytes, but the index refers to bytes up to {end}")
-    return keyframes
+    return keyframes, decode_times, first_is_key is not False
 
 
 def frame_rate(path: Path, stream: av.video.stream.VideoStream) -> Fraction:
@@ -124,26 +177,13 @@ def frame_rate(path: Path, stream: av.video.stream.VideoStream) -> Fraction:
     return Fraction(rate)
 
 
-def frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """The container's frame count, else duration x frame rate (rounded down, so it never overshoots)."""
-    if stream.frames > 0:
-        return stream.frames
-    rate = stream.average_rate or stream.guessed_rate
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = stream.duration * stream.time_base
-    elif container.duration is not None:
-        seconds = Fraction(container.duration, av.time_base)
-    else:
-        return 0
-    return int(seconds * Fraction(rate)) if rate else 0
-
-
 class FrameClock:
     """Converts between frame indices and presentation timestamps of a constant-rate stream.
 
     Frame 0 is the first decoded frame, not ``stream.start_time``: in AVI files with B-frames the
     two differ by the reordering delay. Frame ``i`` is the first frame whose timestamp is at
-    least ``first_pts(i)``, half a frame before its nominal time.
+    least ``first_pts(i)``, half a frame before its nominal time, so timestamps rounded to the
+    container's clock (Matroska's milliseconds: 33, 33, 34 at 30 fps) still find their frame.
     """
 
     def __init__(self, video: OpenVideo, first_pts: int) -> None:
@@ -159,7 +199,32 @@ class FrameClock:
         return self.start + math.ceil((index - Fraction(1, 2)) * self.ticks_per_frame)
 
     def index(self, pts: int) -> int:
-        return math.floor((pts - self.start) / self.ticks_per_frame + Fraction(1, 2))
+        # integer arithmetic: frame_table checks every frame of a file with it
+        ticks, per = self.ticks_per_frame.numerator, self.ticks_per_frame.denominator
+        return (2 * (pts - self.start) * per + ticks) // (2 * ticks)
+
+
+class TableClock:
+    """Frame indices and presentation timestamps of a variable-rate stream: frame ``i`` is the
+    ``i``-th timestamp of ``times`` (the decodable frames' in presentation order), so indices
+    count frames, as a full decode does, rather than stepping through time at the average rate."""
+
+    def __init__(self, times: list[int]) -> None:
+        self.times = times
+        self.start = times[0]
+
+    def pts(self, index: int) -> int:
+        return self.times[index]
+
+    def first_pts(self, index: int) -> int:
+        return self.times[index]
+
+    def index(self, pts: int) -> int:
+        """The frame shown at ``pts``: the last one starting at or before it (-1 before frame 0)."""
+        return bisect.bisect_right(self.times, pts) - 1
+
+
+Clock = FrameClock | TableClock
 
 
 class Decoder:
@@ -223,34 +288,68 @@ def rewind(video: OpenVideo) -> None:
     video.container.seek(min(0, start) if start is not None else 0, stream=video.stream)
 
 
-def trusted_frame_count(path: Path, stream: av.video.stream.VideoStream) -> int:
-    """``stream.frames`` where the stream's duration agrees with it (to the nearest frame), else 0.
+def trusted_frame_count(video: OpenVideo) -> int:
+    """``stream.frames`` where it counts decodable frames, else 0.
 
-    An mp4 edit list that cuts frames leaves them in ``stream.frames`` but not in the duration."""
-    if stream.frames <= 0:
+    An mp4 edit list that cuts frames leaves them in ``stream.frames`` but not in the stream's
+    duration (so the two must agree, to the nearest frame); a stream copy cut mid-GOP starts with
+    frames the decoder cannot show, before the first keyframe (so the index must start on one)."""
+    stream = video.stream
+    if stream.frames <= 0 or not video.starts_on_key:
         return 0
     if stream.duration is None or stream.time_base is None:
         return stream.frames
-    shown = round(stream.duration * stream.time_base * frame_rate(path, stream))
+    shown = round(stream.duration * stream.time_base * frame_rate(video.path, stream))
     return stream.frames if shown == stream.frames else 0
 
 
-def counted_frames(video: OpenVideo) -> int:
-    """The video stream's frames, counted from its packets (demuxed, not decoded), then rewound.
+class PacketScan(NamedTuple):
+    """What one demux of the video packets tells: ``counted_frames``."""
+
+    total: int  # decodable frames
+    times: list[int] | None  # their presentation timestamps in order, None if some packet has none
+    keyframes: list[int]  # decode timestamps of the keyframes
+
+
+def counted_frames(video: OpenVideo) -> PacketScan:
+    """The decodable frames counted from the video packets (demuxed, not decoded), then rewound.
 
     For containers that keep no frame count: their duration is often the longest stream's (an
     audio track running past the video), so duration x frame rate would promise frames that do
-    not exist; and for an mp4 whose edit list cuts frames (its ``stream.frames`` counts them, the
-    decoder drops them: their packets are marked discard). Every other non-empty packet of the
-    codecs read here is one frame out of the decoder.
+    not exist; Matroska written to a pipe has no duration at all. And for an mp4 whose edit list
+    cuts frames (its ``stream.frames`` counts them, the decoder drops them: their packets are
+    marked discard). Decoding starts at the first keyframe: the packets before it (a stream copy
+    cut mid-GOP) and those shown before it (their references are missing) give no frame; the
+    keyframe itself may be one the edit list cuts, decoded but not shown. Every other non-empty
+    packet of the codecs read here is one frame out of the decoder.
+
+    The keyframes are those of the packets: FFmpeg reads Matroska's cues only at the first seek,
+    so at opening its index holds one keyframe, and MPEG-TS has none.
     """
-    count = sum(1 for packet in video.container.demux(video.stream) if packet.size and not packet.is_discard)
+    packets = [(p.pts, p.dts, p.is_keyframe, p.is_discard) for p in video.container.demux(video.stream) if p.size]
     rewind(video)
-    return count
+    keyframes = [dts for _, dts, key, _ in packets if key and dts is not None]
+    first = next((i for i, (_, _, key, _) in enumerate(packets) if key), 0)
+    shown = [pts for pts, _, _, discard in packets[first:] if not discard]
+    start = packets[first][0] if packets else None
+    if start is None or None in shown:
+        return PacketScan(len(shown), None, keyframes)
+    times = sorted(pts for pts in shown if pts >= start)
+    return PacketScan(len(times), times, keyframes)
 
 
-def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter) -> None:
-    """Write a frame's RGB pixels into ``out``, a (3, H, W) uint8 array.
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0-3) that show ``frame`` as its display matrix says
+    (phone videos: rotate=90 in ffmpeg's metadata is -90 here, a clockwise turn), as players and
+    ffmpeg do. The matrix is the stream's (FFmpeg attaches it to every decoded frame); a rotation
+    other than a multiple of 90 degrees, and the mirroring a matrix can add, are not applied."""
+    rotation = frame.rotation
+    return rotation // 90 % 4 if rotation % 90 == 0 else 0
+
+
+def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatter, turns: int = 0) -> None:
+    """Write a frame's RGB pixels, turned ``turns`` quarter turns counter-clockwise, into ``out``,
+    a (3, H, W) uint8 array.
 
     The caller keeps one ``reformatter`` per clip: ``frame.to_ndarray`` would set up swscale's
     converter for every frame, which can cost more than decoding the frame. It lives no longer
@@ -258,4 +357,5 @@ def write_rgb(frame: av.VideoFrame, out: np.ndarray, reformatter: VideoReformatt
     DataLoader worker waits for them forever. Packed ``rgb24`` it is: PyAV's planar ``gbrp``
     output, which would skip the transpose, came out wrong on some frame sizes.
     """
-    out[:] = reformatter.reformat(frame, format="rgb24").to_ndarray().transpose(2, 0, 1)
+    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    out[:] = (np.rot90(rgb, turns) if turns else rgb).transpose(2, 0, 1)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from helpers.runs import tiny_overrides
 
-from data_modules.preprocess import ERRORS_FILE, VIDEO_SUFFIXES, Settings, preprocess
+from data_modules.preprocess import ERRORS_FILE, VIDEO_SUFFIXES, Settings, preprocess, transcode
+from data_modules.video import read_video
 from vtr.cli import main
 from vtr.config import load_config, resolve_run_dir
 
@@ -147,3 +148,19 @@ def test_preprocessed_root_trains_and_evaluates(converted, tmp_path):
     assert metrics == json.loads(json.dumps(results))
     test = metrics["test"]["msrvtt"]
     assert test["num_videos"] > 0 and 0 <= test["t2v"]["R1"] <= test["t2v"]["R10"] <= 100
+
+
+def test_a_rotated_video_keeps_its_rotation(tmp_path):
+    """A phone's portrait video (stored 64x32, shown turned clockwise) is still shown portrait."""
+    src = tmp_path / "phone.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(-90)
+        for i in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 64, 3), 20 * i, np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    transcode(src, tmp_path / "small.mp4", Settings(short_side=32, fps=10, keyframe_every=10))
+    assert (
+        read_video(src, 2, "uniform").shape == read_video(tmp_path / "small.mp4", 2, "uniform").shape == (2, 3, 64, 32)
+    )
