@@ -10,7 +10,8 @@ the same relative path and name (the extension stays, so annotation files still 
 other file (annotations, images, tokenizer) is copied unchanged; ``DATA_ROOT=DST_ROOT`` then
 works as the original root. Audio is dropped. Outputs are written to a temporary name and renamed,
 so an interrupted run leaves whole files only, and a re-run skips every output that exists and is
-newer than its source. Videos that cannot be decoded are skipped and listed in
+newer than its source. Videos that do not decode whole (``checked_frames``: a damaged packet
+anywhere, not only where a read would reach it) are skipped and listed in
 ``DST_ROOT/preprocess_errors.txt``; the loaders then count them as missing, as they would count
 the corrupt originals.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import av
 
+from data_modules.video import checked_frames
 from data_modules.video_stream import MediaError, frame_rate, open_video
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov"})
@@ -114,7 +116,7 @@ def transcode(src: Path, dst: Path, settings: Settings, window: tuple[float, flo
         stream = out.add_stream(codec, rate=out_rate, options=options)
         width, height = _scaled_size(video.stream.width, video.stream.height, settings.short_side)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        frames = video.container.decode(video.stream)
+        frames = checked_frames(video)  # a damaged file fails whole, not only where a read reaches it
         if window is not None:
             frames = _in_window(frames, rate, window)
         count = 0

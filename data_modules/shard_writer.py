@@ -46,7 +46,8 @@ import av
 from PIL import Image
 
 from data_modules.preprocess import Settings, transcode
-from data_modules.video_stream import MediaError, open_video
+from data_modules.video import check_video
+from data_modules.video_stream import MediaError
 
 SHARD_DIGITS = 5  # both tools name shards 00000, 00001, ...
 CLIP_DIGITS = 5  # video2dataset's oom_clip_count
@@ -142,12 +143,11 @@ class Summary:
 
 
 def _video_bytes(row: Row, spec: ShardSpec, window: tuple[float, float] | None) -> bytes:
-    """The sample's mp4: the file itself once it is known to decode, else re-encoded (or cut)."""
+    """The sample's mp4: the file itself once every frame decodes (a corrupt packet would
+    otherwise fail only the reads that reach it), else re-encoded (or cut)."""
     assert row.media is not None
     if spec.settings is None and window is None:
-        with open_video(row.media) as video:
-            if next(video.container.decode(video.stream), None) is None:
-                raise MediaError(row.media, "no decodable frame")
+        check_video(row.media)
         return row.media.read_bytes()
     with tempfile.TemporaryDirectory(prefix="vtr-shard-") as tmp:
         out = Path(tmp) / row.media.name

@@ -375,6 +375,33 @@ def _decode_all(video: OpenVideo, total: int, indices: list[int]) -> torch.Tenso
     return _in_order(clip, wanted, indices)
 
 
+def checked_frames(video: OpenVideo) -> Iterator[av.VideoFrame]:
+    """Every frame of the video stream, failing where the file is damaged: for ``vtr preprocess``
+    and ``vtr shard``, which decode every frame anyway and so leave a locally corrupt file out on
+    every run, where ``read_video`` finds the damage only when a draw reaches it.
+
+    Damage is what the decoder rejects (an FFmpeg error, a MediaError once out of ``open_video``),
+    conceals (a frame FFmpeg flags corrupt, patched from its neighbours) or drops (fewer frames
+    than ``frame_table`` counts). Not ``err_detect=explode``: that also rejects intact stream
+    copies cut mid-GOP, whose leading frames lack their reference."""
+    total = frame_table(video).total
+    count = 0
+    for count, frame in enumerate(video.container.decode(video.stream), start=1):
+        if frame.is_corrupt:
+            raise MediaError(video.path, f"frame {count - 1} is corrupt (the decoder concealed damage)")
+        yield frame
+    if count < total:
+        raise MediaError(video.path, f"stream ended after {count} of {total} frames")
+
+
+def check_video(path: VideoSource) -> None:
+    """Decode every frame (``checked_frames``; no RGB conversion): a MediaError naming the file
+    unless it decodes whole."""
+    with open_video(path) as video:
+        for _ in checked_frames(video):
+            pass
+
+
 def read_image(path: VideoSource) -> torch.Tensor:
     """An image (a file, or a binary file object holding one) as a 1-frame uint8 clip (1, C, H, W), RGB."""
     name = source_name(path)
