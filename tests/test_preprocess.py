@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers.media import CORRUPTIONS, write_corrupt_videos
 from helpers.runs import tiny_overrides
 
 from data_modules.preprocess import ERRORS_FILE, VIDEO_SUFFIXES, Settings, preprocess, transcode
@@ -72,6 +73,22 @@ def test_corrupt_video_is_listed_and_skipped(converted):
     assert list(summary.failed) == [CORRUPT]
     lines = (dst / ERRORS_FILE).read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith(CORRUPT + "\t") and len(lines[0]) > len(CORRUPT) + 1
+
+
+def test_locally_corrupt_videos_are_listed_and_skipped(tmp_path):
+    """D7: every frame is decoded, so damage the decoder rejects, conceals or drops fails the
+    video, wherever it lies; the intact one beside them is converted."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, path in write_corrupt_videos(tmp_path).items():
+        shutil.copy(path, src / name)
+    summary = preprocess(src, tmp_path / "dst", SETTINGS, progress=False)
+    assert sorted(summary.failed) == sorted(CORRUPTIONS) and summary.videos == 1
+    assert set(_files(tmp_path / "dst")) == {ERRORS_FILE, "intact.mp4"}
+    lines = [line.split("\t") for line in (tmp_path / "dst" / ERRORS_FILE).read_text().splitlines()]
+    assert [name for name, _ in lines] == sorted(CORRUPTIONS)
+    for name, reason in lines:
+        assert CORRUPTIONS[name][3] in reason, reason
 
 
 def test_videos_get_the_requested_size_rate_and_keyframes(converted):

@@ -28,7 +28,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers.media import BAR, BITS, frame_number, write_faststart_clip
+from helpers.media import BAR, BITS, corrupt_packet, frame_number, write_faststart_clip
 
 from data_modules.dataset import VideoRecord, VideoTextDataset
 from data_modules.video import MediaError, read_video, read_video_full_decode, sample_frame_indices
@@ -265,17 +265,6 @@ def test_rotation_is_the_display_matrix(zoo):
 
 
 # --- broken files -------------------------------------------------------------------------------
-
-
-def corrupt_packet(src: Path, dst: Path, packet: int) -> Path:
-    """``src`` with the payload of one video packet (decode order) overwritten with noise."""
-    with av.open(str(src)) as container:
-        sizes = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
-    pos, size = sizes[packet]
-    data = bytearray(src.read_bytes())
-    data[pos + size // 4 : pos + size] = np.random.default_rng(packet).bytes(size - size // 4)
-    dst.write_bytes(bytes(data))
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers.media import CORRUPTIONS, write_corrupt_videos
 from PIL import Image
 
 from data_modules.preprocess import Settings, transcode
@@ -166,6 +167,47 @@ def test_reencoded_videos_decode_as_vtr_preprocess_writes_them(source: Path, tmp
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             assert min(stream.width, stream.height) <= 80 and stream.average_rate <= 5
+
+
+@pytest.fixture(scope="module")
+def corrupt_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_corrupt_videos(tmp_path_factory.mktemp("corrupt"))
+
+
+def _decodes(path: Path) -> tuple[int, int]:
+    """(frames, frames flagged corrupt) of a plain PyAV decode; raises where the decoder rejects a packet."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return len(frames), sum(frame.is_corrupt for frame in frames)
+
+
+def test_the_corrupt_inputs_are_what_they_say(corrupt_videos: dict[str, Path]) -> None:
+    """By a plain decode, independent of the checks under test."""
+    assert _decodes(corrupt_videos["intact.mp4"]) == (60, 0)
+    for name in ("rejected.mp4", "rejected.webm"):
+        with pytest.raises(av.InvalidDataError):
+            _decodes(corrupt_videos[name])
+    assert _decodes(corrupt_videos["concealed.mp4"]) == (60, 1)
+    assert _decodes(corrupt_videos["dropped.mp4"]) == (59, 0)
+
+
+def test_locally_corrupt_videos_fail_and_stay_out_of_the_shard(corrupt_videos: dict[str, Path], tmp_path: Path) -> None:
+    """D7: a copied video is decoded whole, so a damaged packet anywhere fails it on every run,
+    not only the reads that reach it; the intact one beside them is copied."""
+    rows = [Row(name, {"url": name}, path) for name, path in corrupt_videos.items()]
+    spec = ShardSpec("video", len(rows))
+    for run in ("first", "again"):
+        summary = write_shards(rows, tmp_path / run, spec, progress=False)
+        assert summary.failed == {"failed_to_subsample": len(CORRUPTIONS)}
+        samples = _samples(_members(tmp_path / run / "00000.tar"))
+        assert [key for key, members in samples.items() if "mp4" in members] == [spec.key(0, 0)]
+        assert samples[spec.key(0, 0)]["mp4"] == corrupt_videos["intact.mp4"].read_bytes()
+        lines = [line.split("\t") for line in (tmp_path / run / ERRORS_FILE).read_text().splitlines()]
+        assert [(key, Path(media).name) for key, media, _ in lines] == [
+            (f"00000/{spec.key(0, i)}", name) for i, name in enumerate(CORRUPTIONS, start=1)
+        ]
+        for (*_, reason), (*_, words) in zip(lines, CORRUPTIONS.values()):
+            assert words in reason, reason
 
 
 def test_clipped_rows_become_samples_key_00000_and_so_on(source: Path, tmp_path: Path) -> None:

@@ -96,3 +96,42 @@ def write_clip_with_audio(path: Path, num_frames: int, audio_s: float, codec: st
         for packet in audio.encode():
             container.mux(packet)
     return path
+
+
+def corrupt_packet(src: Path, dst: Path, packet: int, start: float = 0.25) -> Path:
+    """``src`` with the payload of one video packet (decode order) overwritten with noise from
+    ``start`` (a fraction of the packet) to its end: a locally corrupt file. Where the noise
+    begins decides what the decoder makes of it (it rejects the packet, conceals the damage, or
+    drops the frame), which a test must check on the file it writes."""
+    with av.open(str(src)) as container:
+        sizes = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    pos, size = sizes[packet]
+    data = bytearray(src.read_bytes())
+    begin = pos + int(size * start)
+    data[begin : pos + size] = np.random.default_rng(packet).bytes(pos + size - begin)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+# locally corrupt copies of a 60-frame clip: name -> (source, packet, where the noise starts,
+# words of the reason a full check gives); what the decoder makes of each is checked in test_shard_writer
+CORRUPTIONS = {
+    "rejected.mp4": ("mp4", 30, 0.25, "InvalidDataError"),  # the decoder rejects the packet
+    "rejected.webm": ("webm", 30, 0.25, "InvalidDataError"),
+    "concealed.mp4": ("mp4", 5, 0.6, "is corrupt"),  # FFmpeg patches the frame and flags it
+    "dropped.mp4": ("mp4", 5, 0.25, "ended after 59 of 60 frames"),  # the decoder drops the frame
+}
+
+
+def write_corrupt_videos(folder: Path) -> dict[str, Path]:
+    """``intact.mp4`` (H.264, 60 marked frames) first, then the ``CORRUPTIONS`` of it and of a
+    VP9 WebM twin, all in ``folder`` (the twin in ``folder/sources``)."""
+    (folder / "sources").mkdir()
+    clips = {
+        "mp4": write_clip(folder / "intact.mp4", 60, gop=12),
+        "webm": write_clip(folder / "sources" / "intact.webm", 60, "libvpx-vp9", gop=12, b_frames=0),
+    }
+    files = {"intact.mp4": clips["mp4"]}
+    for name, (clip, packet, start, _) in CORRUPTIONS.items():
+        files[name] = corrupt_packet(clips[clip], folder / name, packet, start)
+    return files
