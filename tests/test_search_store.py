@@ -16,7 +16,7 @@ from helpers.index import index_rows
 from vtr.cli import main
 from vtr.search import store as store_module
 from vtr.search.files import FileStat
-from vtr.search.query import SearchIndex, faiss_index, ranked
+from vtr.search.query import SearchIndex, exact_topk, faiss_index, ranked
 from vtr.search.store import IndexMismatch, IndexStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,11 +147,37 @@ def test_search_gives_the_float64_top_k_of_the_live_rows(tmp_path, faiss):
         folder.put(f"r2/{i}.mp4")
     index(folder, tmp_path / "index", [f"r2/{i}.mp4" for i in range(0, 300, 7)])
     assert len(IndexStore(tmp_path / "index").segments()[1]) == 5
-    queries = folder.rng.standard_normal((5, DIM)).astype(np.float32)
-    for k in (1, 10, 100):
-        assert_same_hits(search(tmp_path / "index", queries, k, faiss), brute_force(folder.rows(), queries, k))
-    everything = search(tmp_path / "index", queries, 10_000, faiss)
+    for count in (1, 3, 5):  # up to HALF_QUERIES queries are scored in float16 first, more in float32
+        queries = folder.rng.standard_normal((count, DIM)).astype(np.float32)
+        for k in (1, 10, 100):
+            assert_same_hits(search(tmp_path / "index", queries, k, faiss), brute_force(folder.rows(), queries, k))
+    everything = search(tmp_path / "index", queries[:2], 10_000, faiss)
     assert all(len(hits) == len(folder.rows()) for hits in everything)  # k past the size: every live row once
+
+
+def test_rows_that_float16_scores_rank_in_the_wrong_order_are_ranked_exactly():
+    """Rows built so that rounding the query to float16 inverts them: the 5 best rows score lowest
+    in float16. Exact search must still return them."""
+    rng = np.random.default_rng(6)
+    query = rng.standard_normal(256)
+    query = (query / np.linalg.norm(query)).astype(np.float32)
+    lost = query.astype(np.float64) - query.astype(np.float16)  # what rounding the query to float16 loses
+    away = lost - (lost @ query) * query
+    away /= np.linalg.norm(away)
+
+    def rows(score: float, sign: int, count: int) -> np.ndarray:
+        noise = 1e-3 * rng.standard_normal((count, 256))
+        noise -= np.outer(noise @ query, query) + np.outer(noise @ away, away)
+        a = score * query + sign * np.sqrt(1 - score**2) * away + noise
+        return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float16)
+
+    matrix = np.concatenate([rows(0.01, -1, 50), rows(0.0101, 1, 5)])
+    exact = matrix.astype(np.float64) @ query.astype(np.float64)
+    rough = (matrix @ query.astype(np.float16)).astype(np.float64)
+    assert exact[50:].min() > exact[:50].max() and rough[50:].max() < rough[:50].min()  # inverted
+    scores, picked = exact_topk(matrix, query[None], k=5)
+    assert sorted(picked[0]) == [50, 51, 52, 53, 54]
+    np.testing.assert_allclose(scores[0], exact[picked[0]], rtol=1e-5)
 
 
 def test_a_removed_file_is_never_found_again(tmp_path):

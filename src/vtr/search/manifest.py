@@ -5,8 +5,9 @@ manifest, and a search reads a few small tables plus the rows of its hits instea
 an entry per clip. Tables:
   meta     key -> JSON value: format, identity, dim, checkpoint, root, text_model, generation
   files    every indexed file (id, path, size, mtime_ns), as it was when embedded
-  chunks   the embedding chunk files in order (id, file name, rows) and ``live``, one byte a row:
-           0 where the row's file was removed or changed (a tombstone: chunk files never change)
+  chunks   the embedding chunk files in order (id, file name, rows, the largest row norm) and
+           ``live``, one byte a row: 0 where the row's file was removed or changed (a tombstone:
+           chunk files never change)
   entries  (chunk, row) -> file, start_s, end_s: one per live row
   errors   files skipped as unreadable (path, size, mtime_ns, reason)
 """
@@ -27,7 +28,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
                     mtime_ns INTEGER NOT NULL);
 CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, rows INTEGER NOT NULL,
-                     live BLOB NOT NULL);
+                     max_norm REAL NOT NULL, live BLOB NOT NULL);
 CREATE TABLE entries (chunk INTEGER NOT NULL, row INTEGER NOT NULL, file INTEGER NOT NULL,
                       start_s REAL NOT NULL, end_s REAL NOT NULL, PRIMARY KEY (chunk, row)) WITHOUT ROWID;
 CREATE INDEX entries_file ON entries (file);

@@ -9,6 +9,7 @@ index instead (``pip install faiss-cpu``), built from the same rows.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..config import DataConfig
 from .store import IndexMismatch, IndexStore, Segment
 
 CHUNK_ROWS = 262_144  # rows scored at a time: 256 MiB of float32 at 256 dimensions
+HALF_QUERIES = 4  # up to this many queries at once, rows are scored in float16 first (see exact_topk)
 
 
 @dataclass(frozen=True)
@@ -31,23 +33,70 @@ class Hit:
     score: float  # cosine similarity of the query and the clip
 
 
+def _float32_topk(block: np.ndarray, q: torch.Tensor, k: int, dead: torch.Tensor | None) -> tuple:
+    """Every row scored in float32 (torch's vectorised float16 -> float32 conversion is several
+    times faster than numpy's)."""
+    scores = torch.from_numpy(np.array(block)).float() @ q  # a copy: memory maps are read-only
+    if dead is not None:
+        scores[dead] = -torch.inf
+    return scores.T.topk(min(k, len(block)), dim=1)
+
+
+def _float16_topk(block: np.ndarray, q: torch.Tensor, k: int, dead: torch.Tensor | None, max_norm: float) -> tuple:
+    """Every row scored in float16 (torch's float16 matrix-vector product reads the rows as they
+    are stored and sums in float32, several times faster than converting them), then the rows that
+    can be among the ``k`` best again in float32: a float16 score is off by at most ``margin``
+    (the query rounded to float16 and the product rounded to float16, for rows of norm up to
+    ``max_norm``), so no row more than twice that below the k-th float16 score can be."""
+    unit = q / q.norm(dim=0, keepdim=True)  # scaling a query changes no ranking, and keeps float16 in range
+    half = unit.half()
+    with warnings.catch_warnings():  # torch only reads the read-only memory map
+        warnings.simplefilter("ignore", UserWarning)
+        rows = torch.from_numpy(block)
+    rough = (rows @ half).float()
+    if dead is not None:
+        rough[dead] = -torch.inf
+    error = (unit - half.float()).norm(dim=0) + half.float().norm(dim=0) * (2**-11 + block.shape[1] * 2**-24)
+    margin = 2 * max_norm * error  # twice the bound
+    kth = rough.topk(min(k, len(block)), dim=0).values[-1]
+    near = rough >= kth - 2 * margin  # (rows, Q): the rows each query's best k can come from
+    if dead is not None:
+        near[dead] = False
+    candidates = near.any(dim=1).nonzero()[:, 0]
+    scores = torch.from_numpy(np.asarray(block[candidates.numpy()])).float() @ q
+    scores[~near[candidates]] = -torch.inf
+    best, picked = scores.T.topk(min(k, len(candidates)), dim=1)
+    return best, candidates[picked]
+
+
 def exact_topk(
-    matrix: np.ndarray, queries: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS, live: np.ndarray | None = None
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    chunk_rows: int = CHUNK_ROWS,
+    live: np.ndarray | None = None,
+    max_norm: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and row indices (both (Q, k'), k' = min(k, rows)) of the best rows for each query,
-    best first; with a boolean ``live`` mask only its rows count. Torch does the float16 -> float32
-    conversion, the product and the top-k: its vectorised half-precision conversion is several
-    times faster than numpy's."""
+    """Scores (float32) and row indices (both (Q, k'), k' = min(k, rows)) of the best rows for each
+    query, best first; with a boolean ``live`` mask only its rows count. ``max_norm`` bounds the
+    rows' norms (measured here when not given); up to ``HALF_QUERIES`` queries, rows are first
+    scored in float16, which is exact in the ranking it returns and reads the rows once."""
     k = min(k, matrix.shape[0] if live is None else int(live.sum()))
+    if k == 0:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).T
+    if len(queries) <= HALF_QUERIES and max_norm is None:
+        max_norm = max((float(np.linalg.norm(np.asarray(matrix[lo : lo + chunk_rows], np.float32), axis=1).max())
+                        for lo in range(0, matrix.shape[0], chunk_rows)), default=0.0)  # fmt: skip
     best_scores = torch.full((queries.shape[0], 0), -torch.inf)
     best_rows = torch.zeros((queries.shape[0], 0), dtype=torch.long)
     for lo in range(0, matrix.shape[0], chunk_rows):
-        chunk = torch.from_numpy(np.array(matrix[lo : lo + chunk_rows])).float()  # a copy: memory maps are read-only
-        scores = chunk @ q
-        if live is not None:
-            scores[torch.from_numpy(~live[lo : lo + chunk_rows])] = -torch.inf
-        scores, rows = scores.T.topk(min(k, chunk.shape[0]), dim=1)
+        block = matrix[lo : lo + chunk_rows]
+        dead = None if live is None else torch.from_numpy(~live[lo : lo + chunk_rows])
+        if len(queries) <= HALF_QUERIES:
+            scores, rows = _float16_topk(block, q, k, dead, max_norm)
+        else:
+            scores, rows = _float32_topk(block, q, k, dead)
         best_scores, order = torch.cat([best_scores, scores], 1).topk(k, dim=1)
         best_rows = torch.cat([best_rows, rows + lo], 1).gather(1, order)
     return best_scores.numpy(), best_rows.numpy()
@@ -60,7 +109,7 @@ def ranked(segments: list[Segment], queries: np.ndarray, k: int) -> tuple[np.nda
     keys = [np.zeros((len(queries), 0, 2), np.int64)]
     for seg in segments:
         live = None if seg.live.all() else seg.live  # no mask to apply to a chunk without tombstones
-        s, rows = exact_topk(seg.matrix, queries, k, live=live)
+        s, rows = exact_topk(seg.matrix, queries, k, live=live, max_norm=seg.max_norm)
         scores.append(s)
         keys.append(np.stack([np.full_like(rows, seg.chunk), rows], axis=-1))
     all_scores, all_keys = np.concatenate(scores, 1), np.concatenate(keys, 1)

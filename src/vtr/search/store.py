@@ -56,11 +56,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Segment:
-    """One chunk file, memory-mapped, and which of its rows are live (the others are tombstones)."""
+    """One chunk file, memory-mapped, which of its rows are live (the others are tombstones), and
+    the largest norm of its rows (what bounds the error of scoring them in float16)."""
 
     chunk: int
     matrix: np.ndarray
     live: np.ndarray
+    max_norm: float
 
 
 @dataclass
@@ -152,10 +154,10 @@ class IndexStore:
         """The generation (commits so far) and every chunk, memory-mapped, read in one transaction."""
         with self._connect() as db, manifest.transaction(db, write=False):
             generation = json.loads(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            chunks = db.execute("SELECT id, name, live FROM chunks ORDER BY id").fetchall()
+            chunks = db.execute("SELECT id, name, live, max_norm FROM chunks ORDER BY id").fetchall()
             segments = [
-                Segment(i, np.load(self.chunk_dir / name, mmap_mode="r"), np.frombuffer(live, dtype=bool))
-                for i, name, live in chunks
+                Segment(i, np.load(self.chunk_dir / name, mmap_mode="r"), np.frombuffer(live, dtype=bool), norm)
+                for i, name, live, norm in chunks
             ]
         return generation, segments
 
@@ -306,6 +308,7 @@ class IndexStore:
         moved = [(c.id, int(r)) for c in folded for r in np.flatnonzero(c.live)]
         total = len(moved) + len(new_rows)
         name = f"{uuid.uuid4().hex}.npy"
+        norms = [0.0]
         if total:
 
             def blocks() -> Iterator[np.ndarray]:
@@ -316,14 +319,19 @@ class IndexStore:
                 if new_embs is not None:
                     yield new_embs
 
-            write_atomic(self.chunk_dir / name, lambda f: _npy(f, blocks(), total, meta["dim"]))
+            def measured() -> Iterator[np.ndarray]:
+                for block in blocks():
+                    norms.append(float(np.linalg.norm(block.astype(np.float32), axis=1).max(initial=0.0)))
+                    yield block
+
+            write_atomic(self.chunk_dir / name, lambda f: _npy(f, measured(), total, meta["dim"]))
         with self._connect() as db, manifest.transaction(db):
             db.executemany("DELETE FROM entries WHERE chunk = ? AND row = ?", dead)
             db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in gone])
             if total:
                 new_id = db.execute(
-                    "INSERT INTO chunks (name, rows, live) VALUES (?, ?, ?)",
-                    (name, total, np.ones(total, bool).tobytes()),
+                    "INSERT INTO chunks (name, rows, max_norm, live) VALUES (?, ?, ?, ?)",
+                    (name, total, max(norms), np.ones(total, bool).tobytes()),
                 ).lastrowid
                 db.executemany(
                     "UPDATE entries SET chunk = ?, row = ? WHERE chunk = ? AND row = ?",
