@@ -329,3 +329,17 @@ def test_faiss_gives_the_exact_results(tiny_demo_root, ckpt, tmp_path):
     for e, a in zip(exact, approx):
         assert [h.path for h in e] == [h.path for h in a]
         np.testing.assert_allclose([h.score for h in e], [h.score for h in a], atol=1e-5)
+
+
+def test_an_open_search_index_follows_a_commit_made_after_it_opened(tiny_demo_root, ckpt, tmp_path):
+    folder, captions = media_folder(tiny_demo_root, tmp_path)
+    build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
+    index = SearchIndex(tmp_path / "index")
+    queries = list(captions.values())[:2]
+    first = index.search(queries, k=3)
+    removed = first[0][0].path
+    (folder / removed).unlink()
+    build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)  # its row is now a tombstone
+    again = index.search(queries, k=3)  # the chunks it mapped are stale: it maps them again
+    assert all(hit.path != removed for hits in again for hit in hits)
+    assert again == SearchIndex(tmp_path / "index").search(queries, k=3)
