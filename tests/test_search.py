@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers.index import index_rows
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -87,13 +88,6 @@ def media_folder(tiny_demo_root: Path, dest: Path) -> tuple[Path, dict[str, str]
     for image, suffix in zip(images, (".jpg", ".png", ".webp")):  # CC3M files have no extension
         Image.open(image).save(dest / "videos/stills" / f"{image.name}{suffix}")
     return dest / "videos", captions
-
-
-def index_rows(index_dir: Path) -> dict[tuple[str, float, float], np.ndarray]:
-    store = IndexStore(index_dir)
-    manifest = store.manifest()
-    emb = store.embeddings(manifest)
-    return {(e["path"], e["start"], e["end"]): np.asarray(emb[i]) for i, e in enumerate(manifest["entries"])}
 
 
 class EmbedSpy:
@@ -197,7 +191,7 @@ def test_an_interrupted_index_resumes_where_it_stopped(tiny_demo_root, ckpt, tmp
         EmbedSpy(patch, fail_after=3)
         with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C
             build_index(folder, ckpt, tmp_path / "index", workers=0, batch_size=1, chunk_clips=2, progress=False)
-    assert IndexStore(tmp_path / "index").manifest()["entries"] == []  # nothing committed yet...
+    assert IndexStore(tmp_path / "index").count() == 0  # nothing committed yet...
     assert len(list((tmp_path / "index/pending").glob("chunk-*.npz"))) == 1  # ...but two clips kept
     spy = EmbedSpy(monkeypatch)
     report = build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
@@ -220,10 +214,10 @@ def test_unreadable_files_are_listed_and_skipped(tiny_demo_root, ckpt, tmp_path,
     assert main(["index", str(folder), "--ckpt", str(ckpt), "--out", str(tmp_path / "index"), "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "3 files skipped as unreadable" in out
-    manifest = IndexStore(tmp_path / "index").manifest()
-    assert sorted(e["path"] for e in manifest["errors"]) == ["broken.mp4", "stills/broken.jpg", "truncated.mp4"]
-    assert all(e["reason"] for e in manifest["errors"])
-    assert len(manifest["entries"]) == len(captions) + 3
+    store = IndexStore(tmp_path / "index")
+    assert sorted(e["path"] for e in store.errors()) == ["broken.mp4", "stills/broken.jpg", "truncated.mp4"]
+    assert all(e["reason"] for e in store.errors())
+    assert store.count() == len(captions) + 3
 
 
 def test_a_long_video_is_searched_by_windows(tiny_demo_root, ckpt, model, tmp_path):
@@ -270,7 +264,7 @@ def test_settings_or_checkpoint_change_is_refused_unless_rebuilt(tiny_demo_root,
         build_index(folder, ckpt, tmp_path / "index", window=2.0, workers=0, progress=False)
     report = build_index(folder, ckpt, tmp_path / "index", window=2.0, workers=0, progress=False, rebuild=True)
     assert report.entries > len(list(folder.rglob("*.*")))  # long videos now give several windows
-    assert IndexStore(tmp_path / "index").manifest()["identity"]["window"] == 2.0
+    assert IndexStore(tmp_path / "index").info()["identity"]["window"] == 2.0
 
 
 class _Page(HTMLParser):
@@ -335,3 +329,17 @@ def test_faiss_gives_the_exact_results(tiny_demo_root, ckpt, tmp_path):
     for e, a in zip(exact, approx):
         assert [h.path for h in e] == [h.path for h in a]
         np.testing.assert_allclose([h.score for h in e], [h.score for h in a], atol=1e-5)
+
+
+def test_an_open_search_index_follows_a_commit_made_after_it_opened(tiny_demo_root, ckpt, tmp_path):
+    folder, captions = media_folder(tiny_demo_root, tmp_path)
+    build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)
+    index = SearchIndex(tmp_path / "index")
+    queries = list(captions.values())[:2]
+    first = index.search(queries, k=3)
+    removed = first[0][0].path
+    (folder / removed).unlink()
+    build_index(folder, ckpt, tmp_path / "index", workers=0, progress=False)  # its row is now a tombstone
+    again = index.search(queries, k=3)  # the chunks it mapped are stale: it maps them again
+    assert all(hit.path != removed for hits in again for hit in hits)
+    assert again == SearchIndex(tmp_path / "index").search(queries, k=3)

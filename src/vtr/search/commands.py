@@ -88,7 +88,7 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(_table(q, hits) for q, hits in zip(queries, results)))
     if args.html:
-        args.html.write_text(results_page(Path(index.manifest["root"]), queries, results))
+        args.html.write_text(results_page(Path(index.info["root"]), queries, results))
         if not args.json:
             print(f"page written to {args.html}")
     return 0

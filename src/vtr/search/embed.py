@@ -64,7 +64,7 @@ class ChunkWriter(BasePredictionWriter):
             return
         rows = [_row(self.clips[i]) for i in self._rows]
         emb = np.concatenate(self._embs) if self._embs else np.zeros((0, self.dim), np.float16)
-        self.store.write_chunk(rank, emb, rows, self._errors)
+        self.store.pending.write(rank, emb, rows, self._errors)
         self._rows, self._embs, self._errors = [], [], []
 
 

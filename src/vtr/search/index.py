@@ -95,8 +95,8 @@ def build_index(
         )
     # what an interrupted run finished is taken over; removed and changed files are dropped
     first = store.commit(present) if rank_zero else {"added": 0, "dropped": 0}
-    manifest = store.manifest()  # now holds only files present and unchanged: those are done
-    done = set(manifest["files"]) | {e["path"] for e in manifest["errors"]}
+    # the index now holds only files present and unchanged: those are done
+    done = set(store.files()) | {e["path"] for e in store.errors()}
     todo = {p: s for p, s in present.items() if p not in done}
     clips, plan_errors = plan(root, todo, window, identity["stride"], video_duration)
     if clips:
@@ -113,6 +113,4 @@ def build_index(
             return None
     counts = store.commit(present, plan_errors)
     dropped = first["dropped"] + counts["dropped"]
-    return IndexReport(
-        counts["embedded"], first["added"], counts["added"], dropped, counts["entries"], store.manifest()["errors"]
-    )
+    return IndexReport(counts["embedded"], first["added"], counts["added"], dropped, counts["entries"], store.errors())
