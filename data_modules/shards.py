@@ -19,6 +19,13 @@ Two things are kept cheap at the scale of WebVid (2,500 shards) and CC3M (576):
   one ``pread`` from an open tar. ``ShardSampler`` orders a pass so that ``data.shard_mix``
   shards are read at a time, each front to back.
 
+Why not the ``webdataset`` pipeline: it streams shards, so a pass cannot start mid-shard and
+ranks get as many samples as their shards hold (the unequal batches that hang DDP); here a pass is
+an order over samples, padded and split by rank like ``DistributedSampler``, which makes equal
+batches and exact resume the same machinery as for files (``ResumableSampler``). ``wids`` reads
+tars by index too, but counts failed downloads as samples; the standard library's ``tarfile``
+lists the members, which is all that is needed.
+
 Remote shards (``pipe:`` / ``https://``) are not read: random access needs a seekable file
 (mount an object store with a FUSE filesystem, or copy the shards to local or cluster storage).
 """
