@@ -107,12 +107,19 @@ def test_balanced_accuracy_by_hand() -> None:
 
 def test_pointing_by_hand() -> None:
     """Two clips of four patches; the text of query 0 matches a patch of its shape, that of query 1 a
-    background patch. Chance: the named shape's share of its clip's patches (2/4 and 1/4)."""
+    background patch. Chance: the named shape's share of its clip's patches (2/4 and 1/4); on a
+    shape: query 0 only; among shapes: the named shape's share of the shape patches (2/3 and 1/1)."""
     joint = torch.eye(4).repeat(2, 1, 1)  # patch p of either clip embeds as e_p
     labels = torch.tensor([[3, 3, BACKGROUND, 1], [BACKGROUND, 5, BACKGROUND, BACKGROUND]])
     text = torch.stack([torch.eye(4)[1], torch.eye(4)[2]])
     out = pointing(joint, labels, [(0, 3), (1, 5)], text)
-    assert out == {"accuracy": 0.5, "chance": (2 / 4 + 1 / 4) / 2, "queries": 2}
+    assert out == {
+        "accuracy": 0.5,
+        "chance": (2 / 4 + 1 / 4) / 2,
+        "on_a_shape": 0.5,
+        "chance_among_shapes": pytest.approx((2 / 3 + 1) / 2),
+        "queries": 2,
+    }
 
 
 def test_attribute_errors_by_hand() -> None:
@@ -120,15 +127,17 @@ def test_attribute_errors_by_hand() -> None:
         "a": {"kind": "star", "colour": "red", "count": "1", "size": "small", "motion": "grow", "direction": "-"},
         "b": {"kind": "star", "colour": "blue", "count": "1", "size": "small", "motion": "grow", "direction": "-"},
         "c": {"kind": "cross", "colour": "blue", "count": "2", "size": "small", "motion": "move", "direction": "up"},
+        "d": {"kind": "cross", "colour": "blue", "count": "2", "size": "small", "motion": "move", "direction": "left"},
     }
     # caption 0 (of a) ranks b first: colour alone; caption 1 (of b) ranks b first: right;
-    # caption 2 (of c) ranks a first: kind, colour, count, motion and direction differ.
-    sim = torch.tensor([[0.1, 0.9, 0.0], [0.0, 0.8, 0.1], [0.7, 0.2, 0.3]])
-    relevant = torch.eye(3, dtype=torch.bool)
-    out = attribute_errors(sim, relevant, ["a", "b", "c"], ["a", "b", "c"], attrs)
-    assert out["queries"] == 3 and out["failures"] == 2
+    # caption 2 (of c) ranks a first: kind, colour, count and motion (a move against a grow has no
+    # direction to compare); caption 3 (of d) ranks c first: direction alone.
+    sim = torch.tensor([[0.1, 0.9, 0.0, 0.0], [0.0, 0.8, 0.1, 0.0], [0.7, 0.2, 0.3, 0.1], [0.0, 0.0, 0.6, 0.5]])
+    relevant = torch.eye(4, dtype=torch.bool)
+    out = attribute_errors(sim, relevant, ["a", "b", "c", "d"], ["a", "b", "c", "d"], attrs)
+    assert out["queries"] == 4 and out["failures"] == 3
     assert out["differs"] == {"kind": 1, "colour": 2, "count": 1, "size": 0, "motion": 1, "direction": 1}
-    assert out["only"] == {"kind": 0, "colour": 1, "count": 0, "size": 0, "motion": 0, "direction": 0}
+    assert out["only"] == {"kind": 0, "colour": 1, "count": 0, "size": 0, "motion": 0, "direction": 1}
 
 
 def test_galleries_against_float64_ranks() -> None:

@@ -55,11 +55,12 @@ def probe_tables(probes: dict[str, Any]) -> list[Table]:
             readings = [_share(r[key]) for key in ("accuracy", "balanced_accuracy", "chance")]
             patch.add_row(layer, target, *readings, counts)
     grounding = Table(title="Grounding probe (best patch on the named shape)")
-    for column in ("phrase", "pointing accuracy", "chance", "queries"):
+    for column in ("phrase", "pointing accuracy", "chance", "on a shape", "chance among shapes", "queries"):
         grounding.add_column(column, justify="left" if column == "phrase" else "right")
     for attribute, r in probes["grounding"].items():
         phrase = {"colour": '"a red shape"', "kind": '"a triangle"'}.get(attribute, attribute)
-        grounding.add_row(f"{attribute} ({phrase})", _share(r["accuracy"]), _share(r["chance"]), str(r["queries"]))
+        readings = [_share(r[key]) for key in ("accuracy", "chance", "on_a_shape", "chance_among_shapes")]
+        grounding.add_row(f"{attribute} ({phrase})", *readings, str(r["queries"]))
     tables = [patch, grounding]
     if probes["errors"]:
         attributes = list(next(iter(probes["errors"].values()))["differs"])

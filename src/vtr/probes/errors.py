@@ -4,7 +4,8 @@ ranked first in its place.
 For each caption whose best-scoring video is not one of its own, the attributes (kind, colour,
 count, size, motion, direction: ``truth.scene_attributes``) of its video and of that top-ranked
 wrong video are compared. The table counts, per attribute, the failures where it differs and
-those where it is the only difference: where the model confuses captions, and on what.
+those where it is the only difference: where the model confuses captions, and on what. Direction
+is compared between two moves only (a move against a grow is a difference of motion).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def attribute_errors(
     only = dict.fromkeys(ATTRIBUTES, 0)
     for q in failed:
         mine, theirs = attributes[caption_videos[q]], attributes[video_ids[int(top[q])]]
-        changed = [a for a in ATTRIBUTES if mine[a] != theirs[a]]
+        both_move = mine["motion"] == theirs["motion"] == "move"
+        changed = [a for a in ATTRIBUTES if mine[a] != theirs[a] and (a != "direction" or both_move)]
         for a in changed:
             differs[a] += 1
         if len(changed) == 1:
