@@ -62,16 +62,16 @@ def scene_attributes(scene: Scene) -> dict[str, str]:
 def video_attributes(seed: int, dataset: str, video_ids: list[str]) -> dict[str, dict[str, str]] | None:
     """Each video's ``scene_attributes`` for the test sets whose videos show one look
     (``msrvtt``, ``msrvtt_1k``, ``single_attribute``); None for any other dataset."""
+    if dataset not in ("msrvtt", "msrvtt_1k", "single_attribute"):
+        return None
     numbers = {vid: int(re.fullmatch(r"video(\d+)", vid).group(1)) for vid in video_ids}  # type: ignore[union-attr]
     if dataset in ("msrvtt", "msrvtt_1k"):
         return {vid: scene_attributes(single_scene(seed, "msrvtt", "all", n)) for vid, n in numbers.items()}
-    if dataset == "single_attribute":
-        groups: dict[int, list[Scene]] = {}
-        out = {}
-        for vid, n in numbers.items():
-            group, member = divmod(n, GROUP_SLOTS)
-            if group not in groups:
-                groups[group] = single_attribute_group(seed, group)[1]
-            out[vid] = scene_attributes(groups[group][member])
-        return out
-    return None
+    groups: dict[int, list[Scene]] = {}
+    out = {}
+    for vid, n in numbers.items():
+        group, member = divmod(n, GROUP_SLOTS)
+        if group not in groups:
+            groups[group] = single_attribute_group(seed, group)[1]
+        out[vid] = scene_attributes(groups[group][member])
+    return out

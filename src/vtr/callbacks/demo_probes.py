@@ -9,6 +9,8 @@ queries. ``metrics.json`` is rewritten with them, and the printed report shows t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -24,6 +26,22 @@ from ..probes.patch import patch_probe
 from .retrieval_eval import RetrievalEvaluator
 
 
+@contextlib.contextmanager
+def _root_unsharded(module: L.LightningModule) -> Iterator[None]:
+    """Under FSDP2 the root unit's own parameters (the projections) are gathered only around its
+    forward, which the probes do not call; the encoders and blocks gather their own as they run."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(module, FSDPModule):
+        yield
+        return
+    module.unshard()
+    try:
+        yield
+    finally:
+        module.reshard()
+
+
 class DemoProbes(L.Callback):
     def __init__(self, evaluator: RetrievalEvaluator, corpus_seed: int, cfg: Any, tokenizer: Any) -> None:
         """``cfg``: the run's config (``probes``, the video model's geometry, the eval frames)."""
@@ -37,12 +55,14 @@ class DemoProbes(L.Callback):
         self.max_length = cfg.data.max_text_length
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        """On every rank alike: under FSDP2 each forward pass all-gathers the parameters, so a rank
+        that skipped the probes would leave the others waiting. Rank 0 writes the results."""
         model = pl_module.model
-        results = {"corpus_seed": self.seed, **self._features(model), "errors": self._errors()}
+        with _root_unsharded(pl_module):
+            results = {"corpus_seed": self.seed, **self._features(model), "errors": self._errors()}
         self.evaluator.results["probes"] = results
-        self.evaluator.save()
+        if trainer.is_global_zero:
+            self.evaluator.save()
 
     def _render(self, scenes: list) -> Any:
         return render_clips(scenes, self.num_frames, self.input_res, self.patch_size)
