@@ -88,7 +88,8 @@ CORPUS_VERSION = 3  # recorded in DONE; bump when the output changes, so old cor
 
 @dataclass
 class DemoSizes:
-    """Items per dataset split; the defaults take about 90 s of CPU time and 60 MB of disk."""
+    """Items per dataset split; the defaults take about 90 s of CPU time and 72 MB of disk (of which
+    msrvtt_1k and single_attribute, 1,176 videos, about 10 s and 9 MB)."""
 
     webvid_train: int = 2000
     webvid_val: int = 200
