@@ -15,6 +15,7 @@ groups of two or three values (size, count) leave their other numbers unused.
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import TYPE_CHECKING
 
 from data_modules.demo.corpus import Corpus, csv_text, json_text
@@ -30,22 +31,22 @@ IN_PLACE = ("grow", "shrink", "rotate", "stay_still")
 GROUP_SLOTS = 4  # video numbers a group owns
 
 
-def _variants(rng, attribute: str) -> tuple[Look, str, list[tuple[Look, str]]]:
-    """The group's look and motion, and the (look, motion) of each of its videos."""
+def _variants(rng: random.Random, attribute: str) -> list[tuple[Look, str]]:
+    """The (look, motion) of each video of a group: one look and motion, ``attribute`` varied."""
     shape = rng.choice([s for s in SHAPES if s != "circle"] if attribute == "motion" else SHAPES)
     look = Look(rng.choice((1, 2, 3)), rng.choice(tuple(SIZES)), rng.choice(tuple(COLOURS)), shape)
     motions = tuple(TRANSLATIONS) if attribute == "direction" else IN_PLACE
     motion = rng.choice([m for m in motions if not (m == "rotate" and shape == "circle")])
     if attribute == "kind":
         kinds = [s for s in SHAPES if not (motion == "rotate" and s == "circle")]
-        return look, motion, [(dataclasses.replace(look, shape=s), motion) for s in rng.sample(kinds, 4)]
+        return [(dataclasses.replace(look, shape=s), motion) for s in rng.sample(kinds, 4)]
     if attribute == "colour":
-        return look, motion, [(dataclasses.replace(look, colour=c), motion) for c in rng.sample(tuple(COLOURS), 4)]
+        return [(dataclasses.replace(look, colour=c), motion) for c in rng.sample(tuple(COLOURS), 4)]
     if attribute == "count":
-        return look, motion, [(dataclasses.replace(look, count=n), motion) for n in (1, 2, 3)]
+        return [(dataclasses.replace(look, count=n), motion) for n in (1, 2, 3)]
     if attribute == "size":
-        return look, motion, [(dataclasses.replace(look, size=s), motion) for s in SIZES]
-    return look, motion, [(look, m) for m in rng.sample(motions, 4)]
+        return [(dataclasses.replace(look, size=s), motion) for s in SIZES]
+    return [(look, m) for m in rng.sample(motions, 4)]
 
 
 def _caption(choices: tuple[int, ...], look: Look, motion: str, background: str) -> str:
@@ -63,7 +64,7 @@ def single_attribute_group(seed: int, group: int) -> tuple[str, list[Scene], lis
     """The attribute a group varies, and its scenes and captions (two to four)."""
     rng = keyed_rng(seed, "single_attribute", "test", group)
     attribute = GROUP_ATTRIBUTES[group % len(GROUP_ATTRIBUTES)]
-    _, _, variants = _variants(rng, attribute)
+    variants = _variants(rng, attribute)
     canvas = sample_canvas(rng)
     frames = single_frames(rng, canvas)
     choices = tuple(rng.randrange(12) for _ in range(4))

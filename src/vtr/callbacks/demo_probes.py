@@ -10,15 +10,16 @@ queries. ``metrics.json`` is rewritten with them, and the printed report shows t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
 
 from data_modules.demo.truth import grounding_scene, probe_scene, video_attributes
+from data_modules.demo.world import Scene
 
-from ..probes.clips import render_clips
+from ..probes.clips import ProbeClips, render_clips
 from ..probes.errors import attribute_errors
 from ..probes.features import middle_block, patch_tokens
 from ..probes.grounding import grounding_probe
@@ -64,7 +65,7 @@ class DemoProbes(L.Callback):
         if trainer.is_global_zero:
             self.evaluator.save()
 
-    def _render(self, scenes: list) -> Any:
+    def _render(self, scenes: list[Scene]) -> ProbeClips:
         return render_clips(scenes, self.num_frames, self.input_res, self.patch_size)
 
     def _features(self, model: Any) -> dict[str, Any]:
@@ -76,7 +77,7 @@ class DemoProbes(L.Callback):
         patch = {"middle_block": block, **patch_probe(fit, tokens[0], score, tokens[1])}
         return {"patch": patch, "grounding": grounding_probe(ground, tokens[2]["joint"], self._embed_text(model))}
 
-    def _embed_text(self, model: Any):
+    def _embed_text(self, model: Any) -> Callable[[list[str]], torch.Tensor]:
         device = next(model.parameters()).device
 
         @torch.no_grad()
