@@ -17,9 +17,9 @@ from data_modules.demo.render import draw_coverage, draw_frame, state_at
 from data_modules.demo.truth import grounding_scene, probe_scene
 from data_modules.demo.world import COLOURS, SHAPES, Canvas, Look, Scene
 from data_modules.video import IMAGENET_MEAN, IMAGENET_STD
-from vtr.build import run
+from vtr.build import check_data, run
 from vtr.callbacks.retrieval_eval import score_galleries
-from vtr.config import load_config, resolve_run_dir
+from vtr.config import ConfigError, load_config, resolve_run_dir
 from vtr.probes.clips import BACKGROUND, render_clip
 from vtr.probes.errors import attribute_errors
 from vtr.probes.grounding import pointing
@@ -192,3 +192,17 @@ def test_a_demo_run_reports_galleries_and_probes(tiny_demo_root, tmp_path, capsy
     printed = capsys.readouterr().out
     for title in ("Disjoint galleries", "Patch probe", "Grounding probe", "Failed t2v queries"):
         assert title in printed
+
+
+def test_probes_need_a_demo_corpus(tiny_demo_root, tmp_path) -> None:
+    """Every dataset folder there, but no DONE with the corpus seed: a ConfigError naming the key."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for folder in tiny_demo_root.iterdir():
+        if folder.is_dir():
+            (root / folder.name).symlink_to(folder)
+    cfg = load_config(ROOT / "experiments/pretrain/demo.yaml", tiny_overrides(root, tmp_path))
+    with pytest.raises(ConfigError, match="'probes.enabled'"):
+        check_data(cfg)
+    (root / "DONE").write_text((tiny_demo_root / "DONE").read_text())
+    check_data(cfg)
