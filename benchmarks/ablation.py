@@ -3,7 +3,8 @@
 Each run is a normal ``python -m vtr`` run in its own folder under ``checkpoints/ablation_*``;
 the table reads their ``metrics.json`` (and ``wall.json``, the run's wall-clock seconds).
 Finished runs are not repeated, so an interrupted ablation continues where it stopped. Every
-test set a recipe evaluates is tabulated (the demo recipes test ``msrvtt`` and ``finegrained``).
+test set a recipe evaluates is tabulated (the demo recipes test ``msrvtt``, ``msrvtt_1k``, ``single_attribute`` and
+``binding``).
 
     python benchmarks/ablation.py --task pretrain --recipes experiments/pretrain/demo_contrastive.yaml \
         experiments/pretrain/demo.yaml --seeds 100 101 102 --name mvm_confirm
@@ -45,6 +46,23 @@ def summarise(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {spread:.1f}"
 
 
+def primary_metrics(runs: list[dict]) -> dict[str, list[float]]:
+    """Per run, the readings fixed before comparing arms (issue 24's protocol): the patch probe's
+    balanced accuracy on kind (final tokens and the middle block's) and the t2v R-sum averaged over
+    the disjoint galleries of each test set scored so; only where every run has them."""
+    out: dict[str, list[float]] = {}
+    if all("probes" in m for m in runs):
+        for layer in ("final", "middle"):
+            out[f"probe_kind_bacc_{layer}"] = [
+                100 * m["probes"]["patch"][layer]["kind"]["balanced_accuracy"] for m in runs
+            ]
+    for name, res in runs[0].get("test", {}).items():
+        if isinstance(res, dict) and "galleries" in res and all("galleries" in m["test"][name] for m in runs):
+            sums = [sum(m["test"][name]["galleries"]["t2v"][k]["mean"] for k in METRICS) for m in runs]
+            out[f"{name}_galleries_t2v_Rsum"] = sums
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["pretrain", "finetune"], required=True)
@@ -68,6 +86,7 @@ def main() -> None:
                         row[f"{key}/{direction}_{metric}"] = [res[dataset][direction][metric] for res in results]
                     sums = [sum(res[dataset][direction][m] for m in METRICS) for res in results]
                     row[f"{key}/{direction}_Rsum"] = sums
+        row.update(primary_metrics([metrics for metrics, _ in runs]))
         rows.append(row)
 
     datasets = sorted({key.split("/")[0] for row in rows for key in row if "/" in key})
@@ -80,6 +99,16 @@ def main() -> None:
             keys = [f"{dataset}/t2v_{k}" for k in (*METRICS, "Rsum")] + [f"{dataset}/v2t_R1", f"{dataset}/v2t_Rsum"]
             cells = [summarise(row[k]) for k in keys] + [f"{statistics.mean(row['wall_seconds']):.0f}"]
             print(f"| {row['recipe']} | " + " | ".join(cells) + " |")
+    primary = [k for k in rows[0] if k.startswith("probe_") or k.endswith("_galleries_t2v_Rsum")]
+    if primary:
+        print(
+            f"\n| recipe (primary metrics, seeds {args.seeds}; probe balanced accuracy in %) | "
+            + " | ".join(primary)
+            + " |"
+        )
+        print("|---|" + "---|" * len(primary))
+        for row in rows:
+            print(f"| {row['recipe']} | " + " | ".join(summarise(row[k]) for k in primary if k in row) + " |")
     out = ROOT / "benchmarks/results" / f"ablation_{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"task": args.task, "overrides": args.args, "rows": rows}, indent=2) + "\n")

@@ -146,6 +146,11 @@ class RetrievalDataModule(pl.LightningDataModule):
             "unreadable": "black" if released["unreadable"] else "skip",
         }
 
+    def video_ids(self, stage: str, name: str) -> list[str]:
+        """A ``val`` or ``test`` set's video ids in the order of its split list."""
+        dataset = (self.test_sets if stage == "test" else self.val_sets)[name]
+        return [record.video_id for record in dataset.records]
+
     def _worker_init(self) -> WorkerInit:
         nice = self.cfg.worker_nice
         if nice is None:

@@ -446,6 +446,13 @@ def build_transform(
         geometry = [v2.RandomResizedCrop(input_res, scale=tuple(crop_scale), antialias=True)]
         geometry += [v2.RandomHorizontalFlip()] if hflip else []
     else:
-        outer = round(input_res * 256 / 224)
-        geometry = [v2.Resize(outer, antialias=True), v2.CenterCrop(outer), v2.Resize(input_res, antialias=True)]
+        geometry = eval_geometry(input_res)
     return v2.Compose([*geometry, *to_float, *normalize])
+
+
+def eval_geometry(input_res: int) -> list[v2.Transform]:
+    """Our test-time geometry: resize to 256/224 of the input size, centre crop, resize to it.
+    Apart from the transform so that a map of the same frame (what covers each pixel, for the
+    probes of ``vtr.probes``) lands on the pixels the model sees."""
+    outer = round(input_res * 256 / 224)
+    return [v2.Resize(outer, antialias=True), v2.CenterCrop(outer), v2.Resize(input_res, antialias=True)]

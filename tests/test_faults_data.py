@@ -132,7 +132,7 @@ def test_pretraining_on_a_corrupted_corpus_completes_and_counts_the_skipped_samp
 
     monkeypatch.setattr(Collator, "__call__", recording)
     steps = 3
-    # msrvtt alone as the test set: the finegrained split's videos reuse MSR-VTT's video ids
+    # msrvtt alone as the test set: the other demo test splits' videos reuse MSR-VTT's video ids
     overrides = tiny_overrides(root, tmp_path / "out", steps=steps) + [
         "data.max_missing_videos=0.34",
         "data.test=[msrvtt]",

@@ -13,7 +13,9 @@ The pipeline, one module a step:
     scenes.py   planning a scene so that its motion is what the caption says
     grammar.py  captions from a compositional grammar with synonyms and templates
     layouts.py  one writer per dataset: its file names, annotation formats, split lists
-    finegrained.py  a test split of video groups that differ in one detail, in the MSR-VTT layout
+    binding.py      a test split of groups that differ in which shape has which attribute (MSR-VTT layout)
+    single_attribute.py  a test split of groups that differ in one captioned attribute (MSR-VTT layout)
+    truth.py        ground truth for probes: held-out clips, the attributes behind test videos
     render.py   drawing frames and encoding the media files, in a process pool
     shards.py   the WebVid- and CC3M-style train splits again, as the download tools' shards
     corpus.py   the planned corpus, text formats, the tokenizer, the completion markers
@@ -37,7 +39,8 @@ Layout (under root)
     didemo/{train,val,test}_data.json, didemo/videos/{name}.mp4
     hmdb51/videos/{class}/{name}.avi, hmdb51/splits/{class}_test_split1.txt
     ucf101/UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi, ucf101/ucfTrainTestlist/*.txt
-    finegrained/MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/video{N}.mp4   (test only)
+    msrvtt_1k/, binding/, single_attribute/: MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/video{N}.mp4
+                                                     (test only)
     shards/{webvid,cc3m}/NNNNN.tar, NNNNN_stats.json   the two train splits as video2dataset /
                                                      img2dataset shards, with their defects (shards.py)
     tokenizer/                                       WordPiece over the corpus words, loads with AutoTokenizer
@@ -55,6 +58,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from data_modules.demo.binding import plan_binding
 from data_modules.demo.corpus import (
     DONE_FILE,
     PARTIAL_FILE,
@@ -64,7 +68,6 @@ from data_modules.demo.corpus import (
     train_tokenizer,
     write_text,
 )
-from data_modules.demo.finegrained import plan_finegrained
 from data_modules.demo.grammar import grammar_lines
 from data_modules.demo.layouts import (
     plan_activitynet,
@@ -73,21 +76,24 @@ from data_modules.demo.layouts import (
     plan_hmdb51,
     plan_lsmdc,
     plan_msrvtt,
+    plan_msrvtt_1k,
     plan_ucf101,
     plan_webvid,
 )
 from data_modules.demo.render import h264_encoder, render_all
 from data_modules.demo.shards import write_demo_shards
+from data_modules.demo.single_attribute import plan_single_attribute
 from data_modules.demo.world import COLOURS, DIDEMO_SEGMENT_SECONDS
 
 __all__ = ["COLOURS", "DIDEMO_SEGMENT_SECONDS", "DemoSizes", "generate_demo_corpus", "h264_encoder"]
 
-CORPUS_VERSION = 3  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
+CORPUS_VERSION = 4  # recorded in DONE; bump when the output changes, so old corpora are rebuilt
 
 
 @dataclass
 class DemoSizes:
-    """Items per dataset split; the defaults take about 90 s of CPU time and 60 MB of disk."""
+    """Items per dataset split; the defaults take about 90 s of CPU time and 72 MB of disk (of which
+    msrvtt_1k and single_attribute, 1,176 videos, about 10 s and 9 MB)."""
 
     webvid_train: int = 2000
     webvid_val: int = 200
@@ -96,6 +102,7 @@ class DemoSizes:
     msrvtt_train: int = 1000
     msrvtt_test: int = 200
     msrvtt_val: int = 100  # held out of the 9k/7k train lists, for checkpoint selection
+    msrvtt_1k_test: int = 1000  # msrvtt's test videos and more: five disjoint 200-video galleries
     lsmdc_train: int = 400
     lsmdc_val: int = 100
     lsmdc_test: int = 100
@@ -105,7 +112,8 @@ class DemoSizes:
     didemo_val: int = 50
     didemo_test: int = 100
     action_per_class: int = 12  # hmdb51- and ucf101-style class folders
-    finegrained_groups: int = 50  # groups of four videos that differ in one detail (test only)
+    binding_groups: int = 50  # groups of four videos that differ in which shape has which attribute
+    single_attribute_groups: int = 50  # groups of 2-4 videos that differ in one captioned attribute
     # rows a shard of shards/webvid (8 shards, one left partial) and shards/cc3m (7 shards): 7
     # complete ones each, uneven over 2 and 3 ranks, the last one short
     webvid_shard_size: int = 280
@@ -116,11 +124,12 @@ class DemoSizes:
         """A few items per split: the whole corpus in a few seconds, for tests."""
         return cls(
             webvid_train=8, webvid_val=6, cc3m_train=8, cc3m_val=6,
-            msrvtt_train=8, msrvtt_test=6, msrvtt_val=4,
+            msrvtt_train=8, msrvtt_test=6, msrvtt_val=4, msrvtt_1k_test=10,
             lsmdc_train=6, lsmdc_val=6, lsmdc_test=6,
             activitynet_train=6, activitynet_val=6,
             didemo_train=6, didemo_val=6, didemo_test=6,
-            action_per_class=4, finegrained_groups=3, webvid_shard_size=2, cc3m_shard_size=3,
+            action_per_class=4, binding_groups=3, single_attribute_groups=6, webvid_shard_size=2,
+            cc3m_shard_size=3,
         )  # fmt: skip
 
 
@@ -157,8 +166,8 @@ def generate_demo_corpus(
 def plan_corpus(root: Path, seed: int, sizes: DemoSizes) -> Corpus:
     """Every dataset's media jobs, annotation texts and captions."""
     corpus = Corpus(root)
-    planners = (plan_webvid, plan_cc3m, plan_msrvtt, plan_lsmdc, plan_activitynet, plan_didemo,
-                plan_hmdb51, plan_ucf101, plan_finegrained)  # fmt: skip
+    planners = (plan_webvid, plan_cc3m, plan_msrvtt, plan_msrvtt_1k, plan_lsmdc, plan_activitynet, plan_didemo,
+                plan_hmdb51, plan_ucf101, plan_binding, plan_single_attribute)  # fmt: skip
     for plan in planners:
         plan(corpus, seed, sizes)
     return corpus

@@ -17,8 +17,8 @@ from data_modules.demo.world import Scene
 
 DONE_FILE = "DONE"
 PARTIAL_FILE = ".partial.json"
-OWNED_DIRS = ("webvid", "cc3m", "msrvtt", "lsmdc", "activitynet", "didemo", "hmdb51", "ucf101", "finegrained",
-              "tokenizer", "shards")  # fmt: skip
+OWNED_DIRS = ("webvid", "cc3m", "msrvtt", "lsmdc", "activitynet", "didemo", "hmdb51", "ucf101", "msrvtt_1k", "binding",
+              "single_attribute", "tokenizer", "shards")  # fmt: skip
 
 
 @dataclass

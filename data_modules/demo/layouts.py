@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 from data_modules.demo.corpus import Corpus, csv_text, json_text, slug
 from data_modules.demo.grammar import as_sentence, clip_caption, clip_captions, image_caption, segment_texts
 from data_modules.demo.scenes import action_scene, plan_scene, segmented_scene, single_scene
-from data_modules.demo.world import MOTIONS, SHAPES, UCF_CLASSES, allowed_motions, keyed_rng, sample_canvas, sample_look
+from data_modules.demo.world import (
+    MOTIONS,
+    SHAPES,
+    UCF_CLASSES,
+    Scene,
+    allowed_motions,
+    keyed_rng,
+    sample_canvas,
+    sample_look,
+)
 
 if TYPE_CHECKING:
     from data_modules.demo import DemoSizes
@@ -73,6 +82,18 @@ def plan_cc3m(c: Corpus, seed: int, sizes: DemoSizes) -> None:
         c.text(f"cc3m/cc3m_{split}.csv", csv_text(["caption", "path"], csv_rows))
 
 
+def _msrvtt_video(seed: int, n: int, split: str) -> tuple[Scene, list[str], dict, str]:
+    """Video n of the MSR-VTT-style set: its scene, five captions, annotation entry and test caption."""
+    scene = single_scene(seed, "msrvtt", "all", n)
+    rng = keyed_rng(seed, "msrvtt", "all", n, "text")
+    captions = clip_captions(rng, scene, 5)
+    start = round(rng.uniform(0, 300), 2)
+    video = {"category": rng.randrange(20), "url": f"https://example.com/watch?v={rng.getrandbits(40):010x}",
+             "video_id": f"video{n}", "start time": start, "end time": round(start + scene.duration, 2),
+             "split": split, "id": n}  # fmt: skip
+    return scene, captions, video, rng.choice(captions)
+
+
 def plan_msrvtt(c: Corpus, seed: int, sizes: DemoSizes) -> None:
     """Real ordering: train ids first, then 'validate', then 'test' (1k-A style test list).
 
@@ -83,17 +104,12 @@ def plan_msrvtt(c: Corpus, seed: int, sizes: DemoSizes) -> None:
     split_of = [name for name, n in counts for _ in range(n)]
     videos, sentences, test_rows = [], [], []
     for n, split in enumerate(split_of):
-        scene = single_scene(seed, "msrvtt", "all", n)
-        rng = keyed_rng(seed, "msrvtt", "all", n, "text")
-        captions = clip_captions(rng, scene, 5)
-        start = round(rng.uniform(0, 300), 2)
-        videos.append({"category": rng.randrange(20), "url": f"https://example.com/watch?v={rng.getrandbits(40):010x}",
-                       "video_id": f"video{n}", "start time": start, "end time": round(start + scene.duration, 2),
-                       "split": split, "id": n})  # fmt: skip
+        scene, captions, video, test_caption = _msrvtt_video(seed, n, split)
+        videos.append(video)
         for caption in captions:
             sentences.append({"caption": caption, "video_id": f"video{n}", "sen_id": len(sentences)})
         if split == "test":
-            test_rows.append([f"ret{len(test_rows)}", f"msr{n}", f"video{n}", rng.choice(captions)])
+            test_rows.append([f"ret{len(test_rows)}", f"msr{n}", f"video{n}", test_caption])
         c.media(f"msrvtt/videos/all/video{n}.mp4", "mp4", scene)
         c.captions += captions
     ids = {name: [f"video{n}" for n, s in enumerate(split_of) if s == name] for name, _ in counts}
@@ -104,6 +120,27 @@ def plan_msrvtt(c: Corpus, seed: int, sizes: DemoSizes) -> None:
     c.text("msrvtt/MSRVTT_train.7k.csv", csv_text(["video_id"], [[ids["train"][j]] for j in seven_k]))
     c.text("msrvtt/MSRVTT_val.csv", csv_text(["video_id"], [[v] for v in ids["validate"]]))
     c.text("msrvtt/MSRVTT_JSFUSION_test.csv", csv_text(["key", "vid_key", "video_id", "sentence"], test_rows))
+
+
+def plan_msrvtt_1k(c: Corpus, seed: int, sizes: DemoSizes) -> None:
+    """``msrvtt_1k/``: a larger MSR-VTT-style test set in the same layout (test list and
+    annotations), for scoring disjoint galleries (``gallery_size``). Its videos continue the
+    numbering of ``msrvtt`` past the training and validation ones, so its first
+    ``msrvtt_test`` videos are ``msrvtt``'s test videos (same ids, clips and test captions).
+    Its captions stay out of the tokenizer's word counts, so the rest of the corpus is unchanged;
+    all their words are grammar words, which the tokenizer knows whole anyway."""
+    first = sizes.msrvtt_train + sizes.msrvtt_val
+    videos, sentences, test_rows = [], [], []
+    for k, n in enumerate(range(first, first + sizes.msrvtt_1k_test)):
+        scene, captions, video, test_caption = _msrvtt_video(seed, n, "test")
+        videos.append(video)
+        for caption in captions:
+            sentences.append({"caption": caption, "video_id": f"video{n}", "sen_id": len(sentences)})
+        test_rows.append([f"ret{k}", f"msr{n}", f"video{n}", test_caption])
+        c.media(f"msrvtt_1k/videos/all/video{n}.mp4", "mp4", scene)
+    info = {"contributor": "vtr demo corpus", "description": "synthetic MSR-VTT layout, 1k test", "version": "1.0"}
+    c.text("msrvtt_1k/MSRVTT_data.json", json_text({"info": info, "videos": videos, "sentences": sentences}))
+    c.text("msrvtt_1k/MSRVTT_JSFUSION_test.csv", csv_text(["key", "vid_key", "video_id", "sentence"], test_rows))
 
 
 def _lsmdc_time(seconds: float) -> str:

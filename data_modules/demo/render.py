@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 from PIL import Image, ImageDraw
 
-from data_modules.demo.world import COLOURS, SUPERSAMPLE, UNIT_POLYGONS, Keyframe, Scene, State
+from data_modules.demo.world import COLOURS, SUPERSAMPLE, UNIT_POLYGONS, Keyframe, Part, Scene, State
 
 REST: State = (0.0, 0.0, 1.0, 0.0)  # where a shape that does not move stays: unmoved, nominal size, unturned
 
@@ -48,20 +49,50 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle_deg: float) -> li
     return [(cx + r * (x * c - y * s), cy + r * (x * s + y * c)) for x, y in UNIT_POLYGONS[shape]]
 
 
+def _placed(scene: Scene, state: State) -> Iterator[tuple[Part, float, float, float, float]]:
+    """Each shape's part, centre (x, y), circumradius and angle at SUPERSAMPLE x resolution, in drawing order."""
+    ss = SUPERSAMPLE
+    for (x, y), angle, part in zip(scene.centres, scene.angles, scene.shape_parts):
+        dx, dy, scale, turn = state if part.moves else REST
+        yield part, (x + dx) * ss, (y + dy) * ss, scene.radius * scale * ss, angle + turn
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float, fill) -> None:
+    if kind == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+    else:
+        draw.polygon(_polygon(kind, cx, cy, r, angle), fill=fill)
+
+
 def draw_frame(scene: Scene, state: State) -> Image.Image:
     """Draw at SUPERSAMPLE x resolution and box-downsample, for anti-aliased edges."""
     ss, canvas = SUPERSAMPLE, scene.canvas
     image = Image.new("RGB", (canvas.width * ss, canvas.height * ss), canvas.bg_rgb)
     draw = ImageDraw.Draw(image)
-    for (x, y), angle, part in zip(scene.centres, scene.angles, scene.shape_parts):
-        dx, dy, scale, turn = state if part.moves else REST
-        r, rgb = scene.radius * scale * ss, COLOURS[part.colour]
-        cx, cy = (x + dx) * ss, (y + dy) * ss
-        if part.shape == "circle":
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=rgb)
-        else:
-            draw.polygon(_polygon(part.shape, cx, cy, r, angle + turn), fill=rgb)
+    for part, cx, cy, r, angle in _placed(scene, state):
+        _draw_shape(draw, part.shape, cx, cy, r, angle, COLOURS[part.colour])
     return image.reduce(ss)
+
+
+def draw_coverage(scene: Scene, state: State) -> np.ndarray:
+    """(1 + shapes, H, W) float32: the fraction of each pixel that the background (channel 0) and
+    each shape (channel 1 + i, in ``scene.shape_parts`` order) cover in ``draw_frame``'s picture.
+
+    The same outlines at the same supersampled resolution, box-averaged the same way, and a shape
+    drawn later hides those under it as it does there: what a probe needs to label a patch by
+    the scene rather than by a model."""
+    ss, canvas = SUPERSAMPLE, scene.canvas
+    size = (canvas.width * ss, canvas.height * ss)
+    masks = []
+    for part, cx, cy, r, angle in _placed(scene, state):
+        image = Image.new("1", size, 0)
+        _draw_shape(ImageDraw.Draw(image), part.shape, cx, cy, r, angle, 1)
+        masks.append(np.asarray(image, dtype=np.float32))
+    visible = np.stack(masks) if masks else np.zeros((0, size[1], size[0]), np.float32)
+    for i in range(len(masks) - 1):
+        visible[i] *= 1.0 - np.max(visible[i + 1 :], axis=0)
+    full = np.concatenate([1.0 - visible.sum(0, keepdims=True), visible])
+    return full.reshape(len(full), canvas.height, ss, canvas.width, ss).mean(axis=(2, 4))
 
 
 @functools.cache

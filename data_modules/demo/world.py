@@ -96,7 +96,7 @@ class Look:
 
 
 class Part(NamedTuple):
-    """One shape of a scene whose shapes differ (the finegrained split): its kind, its colour,
+    """One shape of a scene whose shapes differ (the binding split): its kind, its colour,
     and whether it performs the scene's motion or stays still at scale 1."""
 
     shape: str

@@ -29,5 +29,8 @@ READERS: dict[str, Callable[..., list[VideoRecord]]] = {
     "didemo": read_didemo,
     "hmdb51": read_hmdb51,
     "ucf101": read_ucf101,
-    "finegrained": read_msrvtt,  # the demo corpus's finegrained test split, written in the MSR-VTT layout
+    # the demo corpus's test-only splits, written in the MSR-VTT layout
+    "msrvtt_1k": read_msrvtt,
+    "binding": read_msrvtt,
+    "single_attribute": read_msrvtt,
 }

@@ -13,8 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from data_modules.datamodule import RetrievalDataModule
+from data_modules.demo.truth import corpus_seed
 from data_modules.readers import READERS
 
+from .callbacks.demo_probes import DemoProbes
 from .callbacks.last_checkpoint import LastCheckpoint
 from .callbacks.progress import StepBudgetProgressBar
 from .callbacks.retrieval_eval import RetrievalEvaluator
@@ -49,6 +51,11 @@ def check_data(cfg: DictConfig) -> None:
             )
     for name in cfg.data.test:
         READERS[name](root / name, "test", cfg.data)  # errors name the file expected and where
+    if cfg.probes.enabled and corpus_seed(root) is None:
+        raise ConfigError(
+            f"config key 'probes.enabled': the probes label patches from the demo corpus's scenes, and {root} "
+            "is not a demo corpus (no DONE file with its seed); set probes.enabled=false"
+        )
 
 
 def build_datamodule(cfg: DictConfig) -> RetrievalDataModule:
@@ -71,8 +78,13 @@ def build_module(cfg: DictConfig) -> VideoTextModule:
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, RetrievalEvaluator]:
     ties = (cfg.eval.t2v_tie_break, cfg.eval.v2t_tie_break)
-    evaluator = RetrievalEvaluator(run_dir / "metrics.json", ties, cfg.report_dual_softmax, cfg.eval_protocol)
+    evaluator = RetrievalEvaluator(
+        run_dir / "metrics.json", ties, cfg.report_dual_softmax, cfg.eval_protocol, cfg.gallery_size
+    )
     callbacks: list[L.Callback] = [evaluator, LearningRateMonitor(logging_interval="step"), RNGState(), Throughput()]
+    if cfg.probes.enabled:  # after the evaluator, whose test embeddings its error tables read
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.text.name_or_path)
+        callbacks.append(DemoProbes(evaluator, corpus_seed(cfg.data.root), cfg, tokenizer))
     callbacks.append(ScalarsLayout(cfg.data.val, cfg.data.test))
     if cfg.log_images:  # after the evaluator, whose embeddings it shows
         callbacks.append(TensorBoardImages(evaluator, cfg.seed))

@@ -232,6 +232,18 @@ class FSDPConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """The demo corpus's instruments of the test phase (``vtr.probes``): labels come from the
+    scenes, so ``enabled`` needs ``data.root`` to be a demo corpus (its ``DONE`` gives the seed)."""
+
+    enabled: bool = False
+    fit_clips: int = 160  # held-out clips the patch probe is fitted on
+    score_clips: int = 80  # other held-out clips it is scored on
+    grounding_clips: int = 80  # clips of two or three different still shapes, for the grounding probe
+    middle_block: int | None = None  # 0-based block read besides the final tokens; null: (depth - 1) // 2
+
+
+@dataclass
 class RunConfig:
     task: str = "pretrain"  # pretrain | finetune | evaluate
     experiment: str = "default"
@@ -244,6 +256,9 @@ class RunConfig:
     # directions under eval_protocol=ours, unless eval.t2v_tie_break / eval.v2t_tie_break say otherwise
     tie_break: str = "average"
     report_dual_softmax: bool = False  # also report test-time dual-softmax t2v, beside the raw numbers
+    # Sets of more videos than this are also scored as disjoint galleries of this many (mean and
+    # spread of R@K over them); null: never
+    gallery_size: int | None = None
     # Test-time pipeline: ours | released (the released MSR-VTT evaluation's); presets for `eval` (vtr/protocol.py)
     eval_protocol: str = "ours"
     # A training step whose loss is NaN or infinite: stop (an error naming the step and the loss
@@ -257,6 +272,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
 
 
 _CHOICES = {
@@ -381,6 +397,16 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
         raise ConfigError(
             "config key 'trainer.strategy': fsdp (Lightning's FSDPStrategy) needs GPUs; on the CPU use fsdp2 or ddp"
+        )
+    if cfg.gallery_size is not None and cfg.gallery_size < 1:
+        raise ConfigError(f"config key 'gallery_size': {cfg.gallery_size} is not a positive number of videos")
+    for key in ("fit_clips", "score_clips", "grounding_clips"):
+        if cfg.probes[key] < 1:
+            raise ConfigError(f"config key 'probes.{key}': {cfg.probes[key]} is not a positive number of clips")
+    if cfg.probes.middle_block is not None and not 0 <= cfg.probes.middle_block < video.depth:
+        raise ConfigError(
+            f"config key 'probes.middle_block': {cfg.probes.middle_block} is not a block of the "
+            f"{video.depth}-block video encoder (0-based)"
         )
     if cfg.task != "evaluate" and not cfg.data.train:
         raise ConfigError("config key 'data.train': no training dataset named")

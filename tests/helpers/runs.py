@@ -51,6 +51,9 @@ def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
         "trainer.precision=32-true",
         "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
+        "probes.fit_clips=6",  # where a recipe has the probes: a few clips
+        "probes.score_clips=4",
+        "probes.grounding_clips=4",
     ]
 
 

@@ -7,7 +7,9 @@ video-to-text R@K / MedR / MeanR. Metrics are logged as ``{stage}/{dataset}/{t2v
 and written to ``metrics.json`` in the run folder, each dataset's with a ``protocol`` block that
 says what was measured (split files, captions per video, frames, the data switches of
 ``vtr.protocol``, tie-breaking, dual softmax, precision), so that numbers are only compared with
-numbers measured alike.
+numbers measured alike. A set of more than ``gallery_size`` videos is also scored as disjoint
+galleries of that size (``galleries``: each R@K's mean and spread over them), since one 200-video
+gallery leaves R@1 a binomial standard error of about 2.5 points.
 """
 
 from __future__ import annotations
@@ -72,9 +74,44 @@ def score_embeddings(
     return scores
 
 
+def score_galleries(
+    video: Tensor,
+    video_ids: list[str],
+    text: Tensor,
+    caption_ids: list[str],
+    pairs: set[tuple[str, str]],
+    size: int,
+    tie_break: str | tuple[str, str] = "average",
+) -> dict[str, Any]:
+    """The videos, in the order given, cut into ``len // size`` disjoint galleries of ``size``
+    (a remainder is left out); each scored on its own with the captions of its videos. Per
+    direction and metric: the mean over galleries, their standard deviation (n - 1) and each value."""
+    count = len(video_ids) // size
+    per_gallery = []
+    for g in range(count):
+        members = video_ids[g * size : (g + 1) * size]
+        inside = set(members)
+        gallery_pairs = {(c, v) for c, v in pairs if v in inside}
+        described = {c for c, _ in gallery_pairs}
+        keep = [i for i, cid in enumerate(caption_ids) if cid in described]
+        rows = video[g * size : (g + 1) * size]
+        per_gallery.append(
+            score_embeddings(rows, members, text[keep], [caption_ids[i] for i in keep], gallery_pairs, tie_break)
+        )
+    out: dict[str, Any] = {"size": size, "count": count}
+    for direction in ("t2v", "v2t"):
+        out[direction] = {}
+        for metric in per_gallery[0][direction] if per_gallery else ():
+            values = torch.tensor([g[direction][metric] for g in per_gallery], dtype=torch.float64)
+            spread = float(values.std()) if count > 1 else 0.0
+            out[direction][metric] = {"mean": float(values.mean()), "std": spread, "values": values.tolist()}
+    return out
+
+
 class RetrievalEvaluator(L.Callback):
     """``tie_break``: one mode or a (t2v, v2t) pair (``vtr.metrics``); ``eval_protocol``: the preset's
-    name, recorded in each protocol block beside the switches the datamodule's ``describe`` reports."""
+    name, recorded in each protocol block beside the switches the datamodule's ``describe`` reports;
+    ``gallery_size``: score sets larger than this as disjoint galleries too (None: never)."""
 
     def __init__(
         self,
@@ -82,11 +119,13 @@ class RetrievalEvaluator(L.Callback):
         tie_break: str | tuple[str, str] = "average",
         report_dual_softmax: bool = False,
         eval_protocol: str = "ours",
+        gallery_size: int | None = None,
     ) -> None:
         self.output = output
         self.tie_break = (tie_break, tie_break) if isinstance(tie_break, str) else tuple(tie_break)
         self.report_dual_softmax = report_dual_softmax
         self.eval_protocol = eval_protocol
+        self.gallery_size = gallery_size
         self.results: dict[str, dict[str, Any]] = {}
         # stage -> dataset -> what was scored last (rank 0 holds every rank's rows), for callbacks
         # that show examples: video_ids, video (V, E), caption_ids, text (C, E), pairs
@@ -162,9 +201,19 @@ class RetrievalEvaluator(L.Callback):
                 "pairs": pairs,
             }
             for direction, metrics in scores.items():
-                for metric, value in metrics.items():
+                for metric, value in metrics.items() if direction != "galleries" else ():
                     pl_module.log(f"{stage}/{name}/{direction}_{metric}", value, sync_dist=False)
             pl_module.log(f"data/skipped_{stage}_{name}", float(skipped), sync_dist=False)
+            if self.gallery_size and len(video_ids) > self.gallery_size:
+                order = trainer.datamodule.video_ids(stage, name)  # the split's order, whatever the ranks
+                rank = {v: i for i, v in enumerate(order)}
+                ordered = sorted(range(len(video_ids)), key=lambda i: rank.get(video_ids[i], len(rank) + i))
+                scores["galleries"] = score_galleries(
+                    video[ordered], [video_ids[i] for i in ordered], text, caption_ids, pairs, self.gallery_size,
+                    self.tie_break,
+                )  # fmt: skip
+                for metric, value in scores["galleries"]["t2v"].items():
+                    pl_module.log(f"{stage}/{name}/galleries_t2v_{metric}", value["mean"], sync_dist=False)
             stage_results[name] = {
                 **scores,
                 "num_videos": len(video_ids),
@@ -179,7 +228,12 @@ class RetrievalEvaluator(L.Callback):
             }
         self.results[stage] = {"step": trainer.global_step, **stage_results}
         self.embeddings[stage] = stage_embeddings
-        if self.output is not None and trainer.is_global_zero:
+        if trainer.is_global_zero:
+            self.save()
+
+    def save(self) -> None:
+        """Write ``results`` to ``metrics.json`` (also after other callbacks added to them)."""
+        if self.output is not None:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text(json.dumps(self.results, indent=2))
 

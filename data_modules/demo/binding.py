@@ -1,11 +1,14 @@
-"""The finegrained test split: groups of videos that only one local detail tells apart.
+"""The binding test split: groups of videos that only one local detail tells apart.
 
 Each group is four videos of one planned scene (same canvas, positions, timing and motion, drawn
 from the same random state) that differ in one attribute of one shape: the colour of a shape that
 stays still, its kind, or which of four shapes performs the motion. A caption names every shape
 with its colour, kind and what it does, in the same words across the group, so the captions of a
 group differ only in the words of that detail. Retrieving within a group thus needs the detail,
-not the scene: a probe of whether a model captures local content.
+not the scene. What it measures is attribute binding: which colour and kind go with which of
+several different shapes, and which of them moves. No training caption describes more than one
+look, so a model trained on the corpus has never been asked to bind (``single_attribute.py`` is
+the in-distribution counterpart).
 
 Motions are the in-place ones (grow, shrink, rotate), so a moving shape never runs into a still
 one; the shape that rotates is never a circle, whose rotation would not show. Written in the
@@ -32,9 +35,9 @@ DETAILS = ("colour", "shape", "mover")  # what the videos of a group differ in, 
 IN_PLACE_MOTIONS = ("grow", "shrink", "rotate")
 
 
-def finegrained_group(seed: int, group: int) -> tuple[str, list[Scene], list[str]]:
+def binding_group(seed: int, group: int) -> tuple[str, list[Scene], list[str]]:
     """The detail a group varies, and its four scenes and captions."""
-    rng = keyed_rng(seed, "finegrained", "test", group)
+    rng = keyed_rng(seed, "finegrained", "test", group)  # its former name: the videos it had then
     detail = DETAILS[group % len(DETAILS)]
     count = GROUP_SIZE if detail == "mover" else 3
     motion = rng.choice(IN_PLACE_MOTIONS)
@@ -69,20 +72,20 @@ def finegrained_group(seed: int, group: int) -> tuple[str, list[Scene], list[str
     return detail, scenes, captions
 
 
-def plan_finegrained(c: Corpus, seed: int, sizes: DemoSizes) -> None:
-    """``finegrained/`` in the MSR-VTT layout: ``MSRVTT_data.json`` (one caption a video; each
+def plan_binding(c: Corpus, seed: int, sizes: DemoSizes) -> None:
+    """``binding/`` in the MSR-VTT layout: ``MSRVTT_data.json`` (one caption a video; each
     video also records its ``group`` and the group's ``detail``), ``MSRVTT_JSFUSION_test.csv`` and
     ``videos/all/video{N}.mp4``; the videos of group g are ``video{4g}`` to ``video{4g+3}``."""
     videos, sentences, test_rows = [], [], []
-    for group in range(sizes.finegrained_groups):
-        detail, scenes, captions = finegrained_group(seed, group)
+    for group in range(sizes.binding_groups):
+        detail, scenes, captions = binding_group(seed, group)
         for scene, caption in zip(scenes, captions):
             n = len(videos)
             videos.append({"video_id": f"video{n}", "group": group, "detail": detail, "split": "test", "id": n,
                            "start time": 0.0, "end time": round(scene.duration, 2)})  # fmt: skip
             sentences.append({"caption": caption, "video_id": f"video{n}", "sen_id": n})
             test_rows.append([f"ret{n}", f"msr{n}", f"video{n}", caption])
-            c.media(f"finegrained/videos/all/video{n}.mp4", "mp4", scene)
-    info = {"contributor": "vtr demo corpus", "description": "finegrained groups, MSR-VTT layout", "version": "1.0"}
-    c.text("finegrained/MSRVTT_data.json", json_text({"info": info, "videos": videos, "sentences": sentences}))
-    c.text("finegrained/MSRVTT_JSFUSION_test.csv", csv_text(["key", "vid_key", "video_id", "sentence"], test_rows))
+            c.media(f"binding/videos/all/video{n}.mp4", "mp4", scene)
+    info = {"contributor": "vtr demo corpus", "description": "binding groups, MSR-VTT layout", "version": "1.0"}
+    c.text("binding/MSRVTT_data.json", json_text({"info": info, "videos": videos, "sentences": sentences}))
+    c.text("binding/MSRVTT_JSFUSION_test.csv", csv_text(["key", "vid_key", "video_id", "sentence"], test_rows))

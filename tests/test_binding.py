@@ -1,4 +1,4 @@
-"""The demo corpus's finegrained split: groups of four videos that one detail of one shape tells
+"""The demo corpus's binding split: groups of four videos that one detail of one shape tells
 apart, captioned with that detail, read through the MSR-VTT reader."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def changed_box(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
 @pytest.fixture(scope="module")
 def groups(tiny_demo_root: Path) -> list[tuple[str, list[str], list[Path]]]:
     """(detail, captions, videos) of each group, from the split's files."""
-    root = tiny_demo_root / "finegrained"
+    root = tiny_demo_root / "binding"
     data = json.loads((root / "MSRVTT_data.json").read_text())
     with (root / "MSRVTT_JSFUSION_test.csv").open(newline="", encoding="utf-8") as handle:
         caption_of = {row["video_id"]: row["sentence"] for row in csv.DictReader(handle)}
@@ -62,7 +62,7 @@ def groups(tiny_demo_root: Path) -> list[tuple[str, list[str], list[Path]]]:
 
 
 def test_the_split_has_groups_of_four_of_every_detail(groups: list) -> None:
-    assert len(groups) == DemoSizes.tiny().finegrained_groups == 3
+    assert len(groups) == DemoSizes.tiny().binding_groups == 3
     assert sorted(detail for detail, _, _ in groups) == ["colour", "mover", "shape"]
     assert all(len(captions) == len(set(captions)) == len(videos) == 4 for _, captions, videos in groups)
 
@@ -122,7 +122,7 @@ def test_the_msrvtt_reader_reads_the_split(tiny_demo_root: Path, groups: list) -
     captions = [c for _, group_captions, _ in groups for c in group_captions]
     videos = [v for _, _, group_videos in groups for v in group_videos]
     for mode in ("jsfusion", "all"):
-        records = READERS["finegrained"](tiny_demo_root / "finegrained", "test", DataConfig(msrvtt_test_captions=mode))
+        records = READERS["binding"](tiny_demo_root / "binding", "test", DataConfig(msrvtt_test_captions=mode))
         assert [r.captions for r in records] == [[c] for c in captions]
         assert [r.path for r in records] == videos and all(p.is_file() for p in videos)
 
