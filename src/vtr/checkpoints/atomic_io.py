@@ -13,8 +13,9 @@ Remote paths (``s3://`` ...) keep Lightning's behaviour.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
@@ -22,14 +23,15 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` through ``<path>.tmp``, fsync and rename."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` fills ``<path>.tmp``, which is fsync'ed and renamed over ``path``, and the rename is
+    fsync'ed too: readers see the old file or the new one, and whatever is recorded after this
+    returns never names a file that a power cut could still take away."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -37,6 +39,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` through ``write_atomic``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_atomic
+from ..checkpoints.atomic_io import write_atomic
 
 
 class PendingChunks:

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoints.atomic_io import write_atomic
 from . import manifest
-from .atomic import write_atomic
 from .files import FileStat
 from .pending import PendingChunks
 
