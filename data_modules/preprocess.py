@@ -22,15 +22,19 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 
 from data_modules.video import checked_frames
 from data_modules.video_stream import MediaError, frame_rate, open_video
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov"})
 ERRORS_FILE = "preprocess_errors.txt"
@@ -185,7 +189,7 @@ def preprocess(
     start = time.perf_counter()
     jobs = _jobs(src_root, dst_root, settings)
     summary = Summary()
-    for job, status, reason in _run_all(jobs, workers, progress):
+    for job, status, reason in run_in_pool(_run_job, jobs, workers, progress, "preprocess"):
         if status == "failed":
             summary.failed[job.relative] = reason
         elif status == "kept":
@@ -207,15 +211,19 @@ def preprocess(
     return summary
 
 
-def _run_all(jobs: list[_Job], workers: int, progress: bool) -> Iterator[tuple[_Job, str, str]]:
-    """Results as jobs finish, in a process pool when ``workers > 1`` (fork, as the DataLoader
-    does, so workers do not re-import torch), under a rich progress bar."""
+def run_in_pool(
+    run: Callable[[Job], Result], jobs: Sequence[Job], workers: int, progress: bool, description: str
+) -> Iterator[Result]:
+    """``run(job)`` for every job, results as they finish, in a process pool when ``workers > 1``
+    (fork, as the DataLoader does, so workers do not re-import torch), under a rich progress bar.
+    ``run`` must be a module-level function where fork is missing and the pool spawns."""
     from rich.progress import track
 
-    if workers > 1:
+    if workers > 1 and len(jobs) > 1:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            results = pool.imap_unordered(_run_job, jobs)
-            yield from track(results, total=len(jobs), description="preprocess", disable=not progress)
+        with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
+            yield from track(
+                pool.imap_unordered(run, jobs), total=len(jobs), description=description, disable=not progress
+            )
     else:
-        yield from track(map(_run_job, jobs), total=len(jobs), description="preprocess", disable=not progress)
+        yield from track(map(run, jobs), total=len(jobs), description=description, disable=not progress)

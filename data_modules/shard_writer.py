@@ -31,21 +31,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import shutil
 import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 from PIL import Image
 
-from data_modules.preprocess import Settings, transcode
+from data_modules.preprocess import Settings, run_in_pool, transcode
 from data_modules.video import check_video
 from data_modules.video_stream import MediaError
 
@@ -312,7 +311,7 @@ def write_shards(rows: Sequence[Row], dst: Path, spec: ShardSpec, workers: int =
             summary.kept += 1
         else:
             jobs.append(_Job(dst, spec, shard_id, rows[shard_id * spec.shard_size : (shard_id + 1) * spec.shard_size]))
-    for result in _run_all(jobs, workers, progress):
+    for result in run_in_pool(_write_shard, jobs, workers, progress, "shards"):
         summary.shards += 1
         summary.rows += int(result.stats["count"])
         summary.samples += int(result.stats["samples"])
@@ -340,16 +339,3 @@ def _update_errors(path: Path, rewritten: set[str], failures: list[tuple[str, st
         path.write_text("".join(line + "\n" for line in lines))
     else:
         path.unlink(missing_ok=True)
-
-
-def _run_all(jobs: list[_Job], workers: int, progress: bool) -> Iterator[ShardResult]:
-    """Results as shards finish, in a fork pool when ``workers > 1`` (as ``vtr preprocess``)."""
-    from rich.progress import track
-
-    if workers > 1 and len(jobs) > 1:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
-            results = pool.imap_unordered(_write_shard, jobs)
-            yield from track(results, total=len(jobs), description="shards", disable=not progress)
-    else:
-        yield from track(map(_write_shard, jobs), total=len(jobs), description="shards", disable=not progress)
