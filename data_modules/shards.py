@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 from rich.progress import track
+from torch.utils.data import Dataset
 
 from data_modules.dataset import VideoRecord
 from data_modules.resumable import ResumableSampler
@@ -101,10 +102,9 @@ def find_shards(folder: Path) -> list[Shard]:
             continue
         shards.append(Shard(stem, folder / name, planned))
     for name in unfinished:
+        stem = name.partition(".")[0]
         log.warning(
-            "leaving out shard %s: it has no readable %s_stats.json, so it may be incomplete",
-            folder / name,
-            name[:-4] if name.endswith(".tar") else name,
+            "leaving out shard %s: it has no readable %s_stats.json, so it may be incomplete", folder / name, stem
         )
     if not shards:
         raise FileNotFoundError(
@@ -242,16 +242,15 @@ class ShardRecords:
 
     def counted(self) -> ShardRecords:
         """The same shards with the counts of their indexes (built where not cached yet)."""
-        counted = ShardRecords(self.folder, self.index_dir, self.shards, by_index=True)
-        for number, shard in enumerate(track(self.shards, description=f"indexing {self.folder}", transient=True)):
+        indexing = ShardRecords(self.folder, self.index_dir, self.shards, by_index=True)  # no stats warning
+        counts = []
+        for shard in track(self.shards, description=f"indexing {self.folder}", transient=True):
             try:
-                counted.counts[number] = len(counted._samples(shard))
+                counts.append(len(indexing._samples(shard)))
             except MediaError as err:
                 log.warning("leaving out shard %s: %s", shard.data, err.reason)
-                counted.counts[number] = 0
-        counted.starts = [0, *itertools.accumulate(counted.counts)]
-        counted._indexes.clear()  # not carried to every loader worker: each loads what it reads
-        return counted
+                counts.append(0)
+        return ShardRecords(self.folder, self.index_dir, self.shards, counts, by_index=True)
 
     def _samples(self, shard: Shard) -> list[Sample]:
         samples = self._indexes.get(shard.name)
@@ -313,9 +312,7 @@ def shard_order(counts: list[int], mix: int, generator: torch.Generator) -> list
     Shards are taken in a random order, ``mix`` at a time; within such a group the samples of its
     shards are interleaved at random (a random merge of their sequences), so consecutive samples
     mix ``mix`` shards while every shard is still read in the order it was written."""
-    starts = [0]
-    for count in counts:
-        starts.append(starts[-1] + count)
+    starts = [0, *itertools.accumulate(counts)]
     shards = torch.randperm(len(counts), generator=generator).tolist()
     passes = []
     for first in range(0, len(shards), mix):
@@ -334,7 +331,9 @@ def shard_order(counts: list[int], mix: int, generator: torch.Generator) -> list
 class ShardSampler(ResumableSampler):
     """``ResumableSampler`` with a shard-local pass (``shard_order``) instead of a full permutation."""
 
-    def __init__(self, dataset, counts: list[int], mix: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, dataset: Dataset, counts: list[int], mix: int, seed: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
         super().__init__(dataset, seed, num_replicas=num_replicas, rank=rank)
         self.counts = counts
         self.mix = mix
