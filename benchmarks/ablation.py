@@ -63,6 +63,20 @@ def primary_metrics(runs: list[dict]) -> dict[str, list[float]]:
     return out
 
 
+def probe_readings(runs: list[dict]) -> dict[str, list[float]]:
+    """Per run, the probes' other readings (in %, not primary): the patch probe's balanced accuracy
+    on colour and the grounding probe's pointing accuracy for kind and colour phrases."""
+    if not all("probes" in m for m in runs):
+        return {}
+    out = {
+        f"probe_colour_bacc_{layer}": [100 * m["probes"]["patch"][layer]["colour"]["balanced_accuracy"] for m in runs]
+        for layer in ("final", "middle")
+    }
+    for attribute in ("kind", "colour"):
+        out[f"grounding_{attribute}_acc"] = [100 * m["probes"]["grounding"][attribute]["accuracy"] for m in runs]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["pretrain", "finetune"], required=True)
@@ -87,6 +101,7 @@ def main() -> None:
                     sums = [sum(res[dataset][direction][m] for m in METRICS) for res in results]
                     row[f"{key}/{direction}_Rsum"] = sums
         row.update(primary_metrics([metrics for metrics, _ in runs]))
+        row.update(probe_readings([metrics for metrics, _ in runs]))
         rows.append(row)
 
     datasets = sorted({key.split("/")[0] for row in rows for key in row if "/" in key})
@@ -99,7 +114,7 @@ def main() -> None:
             keys = [f"{dataset}/t2v_{k}" for k in (*METRICS, "Rsum")] + [f"{dataset}/v2t_R1", f"{dataset}/v2t_Rsum"]
             cells = [summarise(row[k]) for k in keys] + [f"{statistics.mean(row['wall_seconds']):.0f}"]
             print(f"| {row['recipe']} | " + " | ".join(cells) + " |")
-    primary = [k for k in rows[0] if k.startswith("probe_") or k.endswith("_galleries_t2v_Rsum")]
+    primary = [k for k in rows[0] if k.startswith("probe_kind") or k.endswith("_galleries_t2v_Rsum")]
     if primary:
         print(
             f"\n| recipe (primary metrics, seeds {args.seeds}; probe balanced accuracy in %) | "

@@ -19,7 +19,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRIMARY = ("msrvtt_1k_galleries_t2v_Rsum", "probe_kind_bacc_final", "probe_kind_bacc_middle")
-SECONDARY = ("msrvtt/t2v_Rsum", "single_attribute/t2v_Rsum")
+SECONDARY = (
+    "msrvtt/t2v_Rsum", "single_attribute/t2v_Rsum", "probe_colour_bacc_final", "probe_colour_bacc_middle",
+    "grounding_kind_acc", "grounding_colour_acc",
+)  # fmt: skip
 
 
 def t_cdf(x: float, df: int) -> float:
