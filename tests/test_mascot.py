@@ -139,7 +139,7 @@ def test_split_masking_with_rho_not_above_the_mask_ratio_is_a_config_error(rho):
     load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides[:1] + ["model.mascot.rho=0.75"])
 
 
-@pytest.mark.parametrize("recipe", ["finetune/msrvtt_mascot", "finetune/msrvtt_mascot_random", "pretrain/demo_mascot"])
+@pytest.mark.parametrize("recipe", ["finetune/msrvtt_mascot", "finetune/msrvtt_mascot_sampled", "pretrain/demo_mascot"])
 def test_mascot_recipes_validate_with_random_masks(recipe):
     cfg = load_config(ROOT / f"experiments/{recipe}.yaml")
     assert cfg.model.mascot.masking in ("sampled", "random")
