@@ -29,6 +29,7 @@ def tiny_overrides(data_root: Path, out: Path, steps: int = 2) -> list[str]:
         "model.text.freeze=false",  # a recipe's frozen pre-trained tower becomes a random one here
         "model.embed_dim=16",
         "model.mvm.start_step=0",  # MVM (where a recipe has it) from the first of these few steps
+        "model.mvm.ema_start_step=0",  # and the snapshot following the encoder from it
         # the literal MILES objective (the contrastive loss on the masked clip, layer-normed token
         # targets, EMA 0.999), so that tests do not follow the demo recipe's tuned values
         "model.mvm.contrastive_view=masked",
