@@ -77,7 +77,7 @@ def _module(tiny_demo_root, *overrides):
     from helpers.runs import tiny_overrides
 
     cfg = load_config(
-        ROOT / "experiments/finetune/msrvtt_mascot.yaml",
+        ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml",
         tiny_overrides(tiny_demo_root, Path("/tmp"), 1) + list(overrides),
     )
     return VideoTextModule(OmegaConf.to_container(cfg, resolve=True))
@@ -128,15 +128,15 @@ def test_ablation_switches(tiny_demo_root):
 
 def test_mascot_and_mvm_together_is_a_config_error():
     with pytest.raises(ConfigError, match="model.mvm.enabled"):
-        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mvm.enabled=true"])
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml", ["model.mvm.enabled=true"])
 
 
 @pytest.mark.parametrize("rho", ["0.5", "0.25"])
 def test_split_masking_with_rho_not_above_the_mask_ratio_is_a_config_error(rho):
     overrides = ["model.mascot.masking=split", f"model.mascot.rho={rho}", "model.mascot.mask_ratio=0.5"]
     with pytest.raises(ConfigError, match=r"model\.mascot\.rho.*model\.mascot\.mask_ratio"):
-        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides)
-    load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", overrides[:1] + ["model.mascot.rho=0.75"])
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml", overrides)
+    load_config(ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml", overrides[:1] + ["model.mascot.rho=0.75"])
 
 
 @pytest.mark.parametrize("recipe", ["finetune/msrvtt_mascot", "finetune/msrvtt_mascot_sampled", "pretrain/demo_mascot"])
@@ -200,4 +200,4 @@ def test_kl_to_full_and_the_masked_contrastive_weight_in_a_step(tiny_demo_root):
 
 def test_kl_to_full_without_the_full_view_is_a_config_error():
     with pytest.raises(ConfigError, match=r"model\.mascot\.consistency.*model\.mascot\.full_view"):
-        load_config(ROOT / "experiments/finetune/msrvtt_mascot.yaml", ["model.mascot.consistency=kl_to_full"])
+        load_config(ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml", ["model.mascot.consistency=kl_to_full"])

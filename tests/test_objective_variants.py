@@ -21,7 +21,7 @@ from vtr.objectives.snapshot import regression_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 MILES = ROOT / "experiments/pretrain/demo.yaml"
-MASCOT = ROOT / "experiments/finetune/msrvtt_mascot.yaml"
+MASCOT = ROOT / "experiments/finetune/msrvtt_mascot_masked.yaml"
 
 
 def _module(recipe: Path, data_root: Path, *overrides: str) -> VideoTextModule:
