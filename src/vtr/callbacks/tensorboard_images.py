@@ -99,7 +99,9 @@ class TensorBoardImages(L.Callback):
             for f, h, lo, a in zip(frames, high, low, attn.cpu()):
                 overlays = (vis.overlay_mask(f, h, grid), vis.overlay_mask(f, lo, grid), vis.attention_heat(f, a, grid))
                 rows += [vis.strip(f), *(vis.strip(o) for o in overlays)]
-            title = "per clip: frames / high-informed mask / low-informed mask / [CLS] attention"
+            random = mascot.cfg.masking == "random"
+            views = "random mask 1 / random mask 2" if random else "high-informed / low-informed mask"
+            title = f"per clip: frames / {views} / snapshot's [CLS] attention"
             images["masks/mascot"] = self._panel(title, rows)
         return images
 
